@@ -1,0 +1,30 @@
+# Two commands for a fresh machine: `make demo` (the main job) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch first, pinned to the local CPU build: the range in pyproject.toml then installs nothing more.
+TORCH := torch==2.13.0
+
+.PHONY: demo test lint venv clean
+
+$(BIN)/tunesmith: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/tunesmith
+
+demo: venv
+	$(BIN)/tunesmith fit --data digits --out runs/demo-digits
+
+test: venv
+	$(BIN)/pytest -q
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,173 @@
+"""Data: load a source, split it (test, then validation or K folds), preprocess per fold.
+
+`load_data(cfg, seed=...)` reads and splits once; `LoadedData.prepare(fold)` fits the
+preprocessor on that fold's training rows only and returns float32 arrays for the trainer.
+The test rows are transformed with the training statistics and are never used before the final
+evaluation (held-out data is sacred).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tunesmith.data.preprocess import Preprocessor, plain_label
+from tunesmith.data.sources import BUILTIN_SETS, Features, RawData, load_source
+from tunesmith.data.splits import Fold, choose_split, dev_folds, test_split
+from tunesmith.errors import BadInput
+from tunesmith.recipe import DataConfig, DataFacts
+
+__all__ = ["BUILTIN_SETS", "LoadedData", "Prepared", "Preprocessor", "RawData", "load_data"]
+
+MAX_CLASSES = 50  # an integer target with more distinct values than this is treated as regression
+
+
+@dataclass
+class Prepared:
+    """One fold's model-ready arrays and the preprocessing fitted on its training rows."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+    preprocessor: Preprocessor
+    facts: DataFacts
+
+
+@dataclass
+class LoadedData:
+    raw: RawData  # the development rows (test rows removed), duplicates dropped
+    task: str
+    kind: str
+    split: str
+    folds: list[Fold]
+    x_test: Features | None
+    y_test: np.ndarray | None
+    classes: list[Any] | None
+    cfg: DataConfig
+    notes: dict[str, Any] = field(default_factory=dict)  # counts worth reporting (rows, duplicates)
+
+    def prepare(self, fold: int = 0) -> Prepared:
+        """Fit preprocessing on the fold's training rows and transform train, val and test."""
+        f = self.folds[fold]
+        x_tr, x_va = _take(self.raw.x, f.train), _take(self.raw.x, f.val)
+        y_tr = None if self.raw.y is None else self.raw.y[f.train]
+        y_va = None if self.raw.y is None else self.raw.y[f.val]
+        pre = Preprocessor.fit(x_tr, y_tr, cfg=self.cfg, task=self.task, kind=self.kind, classes=self.classes)
+        xt_tr, xt_va = pre.transform_x(x_tr), pre.transform_x(x_va)
+        xt_te = None if self.x_test is None else pre.transform_x(self.x_test)
+
+        def target(x: np.ndarray | None, y: np.ndarray | None) -> np.ndarray | None:
+            if x is None:
+                return None
+            return x if self.task == "reconstruction" else pre.transform_y(y)  # type: ignore[arg-type]
+
+        facts = DataFacts(
+            task=self.task,
+            kind=self.kind,
+            n_train=len(xt_tr),  # type: ignore[arg-type]
+            input_shape=tuple(xt_tr.shape[1:]),
+            n_outputs=pre.n_outputs,
+            split=self.split,
+        )
+        return Prepared(
+            xt_tr,
+            target(xt_tr, y_tr),
+            xt_va,
+            target(xt_va, y_va),
+            xt_te,  # type: ignore[arg-type]
+            target(xt_te, self.y_test),
+            pre,
+            facts,
+        )
+
+
+def _take(x: Features, rows: np.ndarray) -> Features:
+    return x.iloc[rows].reset_index(drop=True) if isinstance(x, pd.DataFrame) else x[rows]
+
+
+def load_data(cfg: DataConfig, *, seed: int) -> LoadedData:
+    """Read `cfg.source`, infer the task, drop duplicates, carve the test split and make the folds."""
+    raw = load_source(cfg)
+    kind = cfg.kind if cfg.kind != "auto" else raw.kind
+    task = _infer_task(cfg, raw)
+    notes: dict[str, Any] = {"source": cfg.source, "rows": len(raw)}
+    if cfg.drop_duplicates and isinstance(raw.x, pd.DataFrame):  # T03: exact copies would straddle splits
+        keep = ~_duplicated(raw.x, raw.y)
+        notes["duplicates_dropped"] = int((~keep).sum())
+        raw = _subset(raw, np.flatnonzero(keep))
+    classes = None
+    if task == "classification":
+        classes = sorted({plain_label(v) for v in raw.y}, key=lambda v: (str(type(v)), v))  # type: ignore[union-attr]
+        if len(classes) < 2:
+            raise BadInput(
+                f"The target of {cfg.source} has a single class ({classes[0]!r}): there is nothing to "
+                "learn. Check the --target column, or set data.task=regression for a numeric target."
+            )
+    split = choose_split(cfg, task, has_time=raw.time is not None, has_groups=raw.groups is not None)
+    x_test, y_test = raw.x_test, raw.y_test
+    if x_test is None and cfg.test_size > 0:
+        dev, test = test_split(
+            split,
+            len(raw),
+            y=raw.y if task == "classification" else None,
+            time=raw.time,
+            groups=raw.groups,
+            size=cfg.test_size,
+            gap=cfg.gap,
+            seed=seed,
+        )
+        x_test, y_test = _take(raw.x, test), None if raw.y is None else raw.y[test]
+        raw = _subset(raw, dev)
+    folds = dev_folds(
+        split,
+        np.arange(len(raw)),
+        y=raw.y if split == "stratified" else None,
+        time=raw.time,
+        groups=raw.groups,
+        cfg=cfg,
+        seed=seed,
+    )
+    notes.update(dev_rows=len(raw), test_rows=0 if x_test is None else len(x_test), split=split)
+    return LoadedData(raw, task, kind, split, folds, x_test, y_test, classes, cfg, notes)
+
+
+def _infer_task(cfg: DataConfig, raw: RawData) -> str:
+    if cfg.task != "auto":
+        if cfg.task == "regression" and raw.y is not None and not np.issubdtype(np.asarray(raw.y).dtype, np.number):
+            raise BadInput(f"data.task is 'regression' but the target of {cfg.source} is not numeric.")
+        return cfg.task
+    if raw.y is None:
+        return "reconstruction"
+    y = np.asarray(raw.y)
+    if y.ndim > 1 or np.issubdtype(y.dtype, np.floating):
+        return "regression"
+    if np.issubdtype(y.dtype, np.integer) and len(np.unique(y)) > MAX_CLASSES:
+        return "regression"
+    return "classification"
+
+
+def _duplicated(x: pd.DataFrame, y: np.ndarray | None) -> np.ndarray:
+    frame = x if y is None else x.assign(__target__=np.asarray(y).reshape(len(x), -1)[:, 0])
+    return frame.duplicated().to_numpy()
+
+
+def _subset(raw: RawData, rows: np.ndarray) -> RawData:
+    def pick(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a[rows]
+
+    return RawData(
+        raw.name,
+        _take(raw.x, rows),
+        pick(raw.y),
+        raw.kind,
+        time=pick(raw.time),
+        groups=pick(raw.groups),
+        x_test=raw.x_test,
+        y_test=raw.y_test,
+    )

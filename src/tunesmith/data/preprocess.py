@@ -1,0 +1,278 @@
+"""Preprocessing fitted on the training split only, stored as plain JSON (T01-T05, T08).
+
+Statistics are learned with scikit-learn (SimpleImputer, StandardScaler/MinMaxScaler,
+OneHotEncoder) on the training rows, then kept as numbers in `preprocess.json`: a run directory
+can be used for prediction without unpickling anything. Applying the statistics is a few NumPy
+lines, the same code for training, evaluation and `predict`.
+
+- T01 missing values (and inf) are imputed (median/mean/most frequent, or interpolation along
+  row order for ordered data); `impute: none` refuses them.
+- T02 categorical columns are one-hot encoded; levels past `max_categories` and levels never seen
+  in training go to one "other" column (all zeros when training had no rare level).
+- T03 outliers are optionally clipped to training quantiles.
+- T04 features are z-scored (or min-max scaled): per column for tables, per channel for arrays.
+- T05 regression targets are z-scored for training and inverted for predictions and metrics.
+- T08 images are zero-padded to a power-of-two side when the recipe asks for it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tunesmith.errors import BadInput
+from tunesmith.recipe import DataConfig
+
+__all__ = ["Preprocessor"]
+
+Features = pd.DataFrame | np.ndarray
+
+
+class Preprocessor:
+    """Fitted preprocessing; `state` is JSON-serialisable and fully describes it."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+
+    # ---- fitting (training rows only) ----------------------------------------------------------
+    @classmethod
+    def fit(
+        cls,
+        x: Features,
+        y: np.ndarray | None,
+        *,
+        cfg: DataConfig,
+        task: str,
+        kind: str,
+        classes: list[Any] | None = None,
+    ) -> Preprocessor:
+        """Learn the statistics from training rows. `classes`: every label of the development rows."""
+        state: dict[str, Any] = {"version": 1, "kind": kind, "task": task, "impute": cfg.impute}
+        if kind == "tabular":
+            assert isinstance(x, pd.DataFrame)  # sources guarantee tables are DataFrames
+            state.update(_fit_table(x, cfg))
+        else:
+            state.update(_fit_array(np.asarray(x), cfg, kind))
+        state["target"] = _fit_target(y, task=task, classes=classes, scale=cfg.scale_target is True)
+        return cls(state)
+
+    # ---- applying ------------------------------------------------------------------------------
+    @property
+    def classes(self) -> list[Any] | None:
+        return self.state["target"].get("classes")
+
+    @property
+    def n_outputs(self) -> int:
+        target = self.state["target"]
+        if "classes" in target:
+            return 1 if len(target["classes"]) == 2 else len(target["classes"])  # T12: one logit for binary
+        return len(target.get("center", [])) or self.n_features
+
+    @property
+    def n_features(self) -> int:
+        return int(np.prod(self.state["shape"]))
+
+    def transform_x(self, x: Features) -> np.ndarray:
+        """Features -> float32 model input ((N, F) tables, (N, C, H, W) images, (N, T, C) sequences)."""
+        if self.state["kind"] == "tabular":
+            return _apply_table(self.state, x)
+        return _apply_array(self.state, np.asarray(x, dtype=np.float32))
+
+    def transform_y(self, y: np.ndarray) -> np.ndarray:
+        target = self.state["target"]
+        if "classes" in target:
+            lookup = {c: i for i, c in enumerate(target["classes"])}
+            codes = np.array([lookup.get(plain_label(v), -1) for v in y], dtype=np.int64)
+            if (codes < 0).any():
+                unseen = sorted({str(v) for v, c in zip(y, codes, strict=True) if c < 0})[:5]
+                raise BadInput(f"Labels {unseen} never occur in the training data; a model cannot predict them.")
+            return codes
+        values = np.asarray(y, dtype=np.float32).reshape(len(y), -1)  # (N, K)
+        return (values - np.asarray(target["center"], np.float32)) / np.asarray(target["scale"], np.float32)
+
+    def inverse_y(self, values: np.ndarray) -> np.ndarray:
+        """Scaled regression outputs (N, K) -> target units."""
+        target = self.state["target"]
+        return values * np.asarray(target["scale"], np.float32) + np.asarray(target["center"], np.float32)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.state, indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> Preprocessor:
+        return cls(json.loads(path.read_text()))
+
+
+def plain_label(value: Any) -> Any:
+    """Labels as JSON keeps them: numpy scalars become Python scalars."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _missing_error(n_bad: int, where: str) -> BadInput:
+    return BadInput(
+        f"The features have {n_bad} missing or infinite values ({where}) and data.impute is 'none'. "
+        "Set data.impute to median, mean, most_frequent or interpolate, or clean the data."
+    )
+
+
+def _fit_table(x: pd.DataFrame, cfg: DataConfig) -> dict[str, Any]:
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
+
+    numeric = [c for c in x.columns if pd.api.types.is_numeric_dtype(x[c]) and not pd.api.types.is_bool_dtype(x[c])]
+    categorical = [c for c in x.columns if c not in numeric]
+    state: dict[str, Any] = {
+        "columns": [str(c) for c in x.columns],
+        "numeric": {"names": [str(c) for c in numeric]},
+        "categorical": [],
+        "filled": 0,
+    }
+    if numeric:
+        values = x[numeric].to_numpy(dtype=np.float64, copy=True)
+        bad = ~np.isfinite(values)
+        if bad.any() and cfg.impute == "none":
+            raise _missing_error(
+                int(bad.sum()), "columns " + ", ".join(str(numeric[i]) for i in np.flatnonzero(bad.any(0))[:5])
+            )
+        values[bad] = np.nan
+        state["filled"] = int(bad.sum())
+        strategy = "median" if cfg.impute in ("interpolate", "none") else cfg.impute  # the fallback of interpolation
+        all_nan = np.isnan(values).all(axis=0)
+        values[:, all_nan] = 0.0  # a column with no value at all is filled with 0
+        imputer = SimpleImputer(strategy=strategy, keep_empty_features=True).fit(values)
+        values = imputer.transform(values)
+        lo, hi = np.full(len(numeric), -np.inf), np.full(len(numeric), np.inf)
+        if cfg.outliers == "clip":
+            lo, hi = np.quantile(values, [cfg.clip_quantile, 1 - cfg.clip_quantile], axis=0)
+            values = np.clip(values, lo, hi)
+        center, scale = _fit_scale(values, cfg.scale, StandardScaler, MinMaxScaler)
+        state["numeric"].update(
+            fill=imputer.statistics_.tolist(),
+            lo=lo.tolist(),
+            hi=hi.tolist(),
+            center=center.tolist(),
+            scale=scale.tolist(),
+        )
+    for col in categorical:
+        values = x[col].astype("string").fillna(pd.NA)
+        if values.isna().any() and cfg.impute == "none":
+            raise _missing_error(int(values.isna().sum()), f"column {col}")
+        fill = str(values.mode(dropna=True).iloc[0]) if values.notna().any() else "missing"
+        state["filled"] += int(values.isna().sum())
+        strings = values.fillna(fill).astype(str).to_numpy()[:, None]
+        enc = OneHotEncoder(max_categories=cfg.max_categories, handle_unknown="infrequent_if_exist").fit(strings)
+        rare = set(enc.infrequent_categories_[0] or [])
+        levels = [str(c) for c in enc.categories_[0] if c not in rare]
+        state["categorical"].append({"name": str(col), "fill": fill, "levels": levels, "other": bool(rare)})
+    state["shape"] = [len(numeric) + sum(len(c["levels"]) + c["other"] for c in state["categorical"])]
+    return state
+
+
+def _fit_scale(values: np.ndarray, how: str, standard: Any, minmax: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(center, scale) per column of a 2-D array, so that (v - center) / scale is the scaled value."""
+    if how == "standard":
+        sc = standard().fit(values)
+        return sc.mean_, sc.scale_
+    if how == "minmax":
+        mm = minmax().fit(values)
+        return mm.data_min_, np.where(mm.data_range_ > 0, mm.data_range_, 1.0)
+    return np.zeros(values.shape[1]), np.ones(values.shape[1])
+
+
+def _apply_table(state: dict[str, Any], x: Features) -> np.ndarray:
+    if not isinstance(x, pd.DataFrame):
+        x = pd.DataFrame(np.asarray(x), columns=state["columns"])
+    num = state["numeric"]
+    parts: list[np.ndarray] = []
+    if num["names"]:
+        values = x[num["names"]].to_numpy(dtype=np.float64, copy=True)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            if state["impute"] == "none":
+                raise _missing_error(int(bad.sum()), "numeric columns")
+            values[bad] = np.nan
+            if state["impute"] == "interpolate":  # T01: ordered rows borrow from their neighbours
+                values = pd.DataFrame(values).interpolate(limit_direction="both").to_numpy()
+            values = np.where(np.isnan(values), np.asarray(num["fill"]), values)
+        values = np.clip(values, num["lo"], num["hi"])
+        parts.append(((values - num["center"]) / num["scale"]).astype(np.float32))
+    for cat in state["categorical"]:
+        strings = x[cat["name"]].astype("string").fillna(cat["fill"]).astype(str).to_numpy()
+        lookup = {level: i for i, level in enumerate(cat["levels"])}
+        width = len(cat["levels"]) + cat["other"]
+        codes = np.array([lookup.get(s, len(cat["levels"]) if cat["other"] else -1) for s in strings])
+        onehot = np.zeros((len(strings), width), np.float32)
+        hit = codes >= 0  # unseen levels without an "other" column stay all-zero
+        onehot[np.flatnonzero(hit), codes[hit]] = 1.0
+        parts.append(onehot)
+    return np.concatenate(parts, axis=1) if parts else np.zeros((len(x), 0), np.float32)
+
+
+def _fit_array(x: np.ndarray, cfg: DataConfig, kind: str) -> dict[str, Any]:
+    axis = 1 if kind == "image" else x.ndim - 1  # channel axis: (N, C, H, W) or (N, T, C)
+    other = tuple(a for a in range(x.ndim) if a != axis)
+    bad = ~np.isfinite(x)
+    if bad.any() and cfg.impute == "none":
+        raise _missing_error(int(bad.sum()), "array features")
+    clean = np.where(bad, np.nan, x)
+    fill = np.nan_to_num(np.nanmedian(clean, axis=other))
+    if cfg.scale == "standard":
+        center, scale = np.nanmean(clean, axis=other), np.nanstd(clean, axis=other)
+    elif cfg.scale == "minmax":
+        center, scale = np.nanmin(clean, axis=other), np.nanmax(clean, axis=other) - np.nanmin(clean, axis=other)
+    else:
+        center, scale = np.zeros(x.shape[axis]), np.ones(x.shape[axis])
+    scale = np.where(np.nan_to_num(scale) > 0, scale, 1.0)
+    shape = list(x.shape[1:])
+    pad = [0, 0]
+    if kind == "image" and cfg.pad_pow2 is True:  # T08: power-of-two sides pool cleanly to 1x1
+        pad = [_next_pow2(shape[1]) - shape[1], _next_pow2(shape[2]) - shape[2]]
+        shape = [shape[0], shape[1] + pad[0], shape[2] + pad[1]]
+    return {
+        "axis": axis,
+        "fill": fill.tolist(),
+        "center": np.nan_to_num(center).tolist(),
+        "scale": scale.tolist(),
+        "pad": pad,
+        "shape": shape,
+        "filled": int(bad.sum()),
+    }
+
+
+def _apply_array(state: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    view = [1] * x.ndim
+    view[state["axis"]] = -1
+    bad = ~np.isfinite(x)
+    if bad.any():
+        if state["impute"] == "none":
+            raise _missing_error(int(bad.sum()), "array features")
+        x = np.where(bad, np.reshape(np.asarray(state["fill"], np.float32), view), x)
+    x = (x - np.reshape(np.asarray(state["center"], np.float32), view)) / np.reshape(
+        np.asarray(state["scale"], np.float32), view
+    )
+    ph, pw = state["pad"]
+    if ph or pw:  # zero is the training mean after scaling: padding adds no signal
+        x = np.pad(x, ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)))
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def _fit_target(y: np.ndarray | None, *, task: str, classes: list[Any] | None, scale: bool) -> dict[str, Any]:
+    if task == "classification":
+        assert classes is not None  # the loader always passes the label set for classification
+        return {"classes": [plain_label(c) for c in classes]}
+    if task == "reconstruction" or y is None:
+        return {}
+    values = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    if not np.isfinite(values).all():
+        raise BadInput("The regression target has NaN or infinite values; drop or fix those rows.")
+    center = values.mean(axis=0) if scale else np.zeros(values.shape[1])
+    spread = values.std(axis=0) if scale else np.ones(values.shape[1])
+    return {"center": center.tolist(), "scale": np.where(spread > 0, spread, 1.0).tolist()}

@@ -1,0 +1,216 @@
+"""Data sources: CSV/Parquet tables, `.npz` arrays, image folders and scikit-learn's bundled sets.
+
+Every source becomes a `RawData`: features as a DataFrame (tables) or a float array (images
+(N, C, H, W), sequences (N, T, C)), the target, the optional time and group columns (T51) and a
+given test split. Nothing here computes statistics: that is the preprocessor's job, on the
+training split only (T01-T05).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tunesmith.errors import BadInput, closest
+from tunesmith.recipe import DataConfig
+
+__all__ = ["BUILTIN_SETS", "RawData", "load_source"]
+
+BUILTIN_SETS = ("digits", "wine", "breast_cancer", "diabetes", "iris")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+Features = pd.DataFrame | np.ndarray
+
+
+@dataclass
+class RawData:
+    name: str
+    x: Features  # DataFrame for tables; float32 (N, C, H, W) images or (N, T, C) sequences
+    y: np.ndarray | None  # (N,) labels or targets, (N, K) for several regression targets
+    kind: str  # tabular | sequence | image
+    time: np.ndarray | None = None  # (N,) sortable values of the declared time column
+    groups: np.ndarray | None = None  # (N,) group ids of the declared group column
+    x_test: Features | None = None  # a given test split, touched once at the end
+    y_test: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def load_source(cfg: DataConfig) -> RawData:
+    """Read `cfg.source`; raise BadInput naming the file and the fix when it cannot be used."""
+    if not cfg.source:
+        raise BadInput(
+            "No data given. Pass --data with a CSV/Parquet/.npz file, an image folder, "
+            f"or a built-in set ({', '.join(BUILTIN_SETS)})."
+        )
+    path = Path(cfg.source)
+    if cfg.source in BUILTIN_SETS and not path.exists():
+        return _builtin(cfg.source)
+    if not path.exists():
+        guess = closest(cfg.source, BUILTIN_SETS)
+        hint = f" Did you mean the built-in set {guess!r}?" if guess else ""
+        raise BadInput(f"Data file {path} does not exist.{hint} Built-in sets: {', '.join(BUILTIN_SETS)}.")
+    if path.is_dir():
+        return _image_folder(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return _npz(path, cfg)
+    if suffix in (".csv", ".parquet", ".pq", ".tsv"):
+        return _table(path, cfg)
+    raise BadInput(f"Data file {path} has an unknown type {suffix!r}. Use .csv, .tsv, .parquet, .npz or a folder.")
+
+
+def _builtin(name: str) -> RawData:
+    from sklearn import datasets
+
+    if name == "digits":  # 8x8 grey images: keep them images so the CNN family applies (T10)
+        bunch = datasets.load_digits()
+        x = bunch.images.astype(np.float32)[:, None]  # (N, 1, 8, 8)
+        return RawData(name, x, bunch.target, "image")
+    bunch = getattr(datasets, f"load_{name}")(as_frame=True)
+    return RawData(name, bunch.data, bunch.target.to_numpy(), "tabular")
+
+
+def _table(path: Path, cfg: DataConfig) -> RawData:
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+    except Exception as exc:  # pandas raises many types for unreadable files
+        raise BadInput(
+            f"Cannot read {path} as a table: {exc}. Check that it is a valid {path.suffix.lstrip('.').upper()} file."
+        ) from None
+    if frame.empty or frame.shape[1] < 2:
+        raise BadInput(
+            f"{path} holds no usable table ({frame.shape[0]} rows, {frame.shape[1]} columns). "
+            "A table needs a header, a target column and at least one feature column."
+        )
+    columns = list(frame.columns)
+    target = cfg.target if cfg.target is not None else None
+    if target is None:
+        raise BadInput(f"{path} is a table: name its target column with --target (columns: {', '.join(columns)}).")
+    for role, col in (("target", target), ("time", cfg.time), ("group", cfg.group)):
+        if col is not None and col not in frame.columns:
+            guess = closest(col, [str(c) for c in columns])
+            hint = f" Did you mean {guess!r}?" if guess else ""
+            raise BadInput(
+                f"The {role} column {col!r} is not in {path}.{hint} Columns: {', '.join(map(str, columns))}."
+            )
+    y = frame[target].to_numpy()
+    if pd.isna(y).any():
+        raise BadInput(
+            f"The target column {target!r} of {path} has {int(pd.isna(y).sum())} missing values. "
+            "Drop those rows or fill them before training."
+        )
+    drop = [target]
+    time = groups = None
+    if cfg.time is not None:
+        time = _sortable(frame[cfg.time], cfg.time, path)
+        if not cfg.time_as_feature:
+            drop.append(cfg.time)
+    if cfg.group is not None:
+        groups = frame[cfg.group].astype(str).to_numpy()
+        if not cfg.group_as_feature:
+            drop.append(cfg.group)
+    return RawData(path.stem, frame.drop(columns=drop), y, "tabular", time=time, groups=groups)
+
+
+def _sortable(col: pd.Series, name: str, path: Path) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(col):
+        return col.to_numpy()
+    parsed = pd.to_datetime(col, errors="coerce")
+    if parsed.isna().any():
+        raise BadInput(
+            f"The time column {name!r} of {path} has values that are neither numbers nor dates "
+            f"(e.g. {col[parsed.isna()].iloc[0]!r}). Use ISO dates or numbers."
+        )
+    return parsed.to_numpy().astype("datetime64[ns]").astype(np.int64)
+
+
+def _npz(path: Path, cfg: DataConfig) -> RawData:
+    try:
+        arrays = dict(np.load(path, allow_pickle=False))
+    except Exception as exc:  # zipfile/ValueError/OSError for corrupt archives
+        raise BadInput(f"Cannot read {path} as an .npz archive: {exc}.") from None
+    missing = [k for k in ("x", "y") if k not in arrays]
+    if missing:
+        raise BadInput(
+            f"{path} lacks the array(s) {', '.join(missing)}: an .npz needs 'x' (features) and 'y' "
+            f"(targets), optionally 'x_test' and 'y_test'. It holds: {', '.join(arrays) or 'nothing'}."
+        )
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise BadInput(f"{path} has only one of x_test / y_test: give both or neither.")
+    x, y = arrays["x"], arrays["y"]
+    _check_lengths(x, y, path, "x", "y")
+    kind = cfg.kind if cfg.kind != "auto" else {2: "tabular", 3: "sequence", 4: "image"}.get(x.ndim)
+    if kind is None:
+        raise BadInput(
+            f"x in {path} has {x.ndim} dimensions; expected 2 (rows, features), 3 (rows, time, "
+            "channels) or 4 (rows, channels, height, width)."
+        )
+    x_test, y_test = arrays.get("x_test"), arrays.get("y_test")
+    if x_test is not None and y_test is not None:
+        _check_lengths(x_test, y_test, path, "x_test", "y_test")
+        if x_test.shape[1:] != x.shape[1:]:
+            raise BadInput(
+                f"x_test in {path} has sample shape {x_test.shape[1:]}, x has {x.shape[1:]}: they must match."
+            )
+    return RawData(
+        path.stem, _as_kind(x, kind), y, kind, x_test=None if x_test is None else _as_kind(x_test, kind), y_test=y_test
+    )
+
+
+def _as_kind(x: np.ndarray, kind: str) -> Features:
+    if kind == "tabular":
+        if x.ndim != 2:
+            raise BadInput(f"data.kind is 'tabular' but x has shape {x.shape}; tables are (rows, features).")
+        return pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
+    if kind == "image" and x.ndim == 3:  # (N, H, W) grey images
+        x = x[:, None]
+    return x.astype(np.float32, copy=False)
+
+
+def _check_lengths(x: np.ndarray, y: np.ndarray, path: Path, xn: str, yn: str) -> None:
+    if len(x) != len(y):
+        raise BadInput(
+            f"{xn} and {yn} in {path} differ in length ({len(x)} vs {len(y)} rows): "
+            "every sample needs exactly one target."
+        )
+
+
+def _image_folder(root: Path) -> RawData:
+    from PIL import Image  # pillow comes with matplotlib
+
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    files = [
+        (f, i)
+        for i, c in enumerate(classes)
+        for f in sorted((root / c).iterdir())
+        if f.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if not files:
+        raise BadInput(
+            f"The image folder {root} holds no images. Expected {root}/<class>/*.png (or .jpg), "
+            "one sub-folder per class."
+        )
+    with Image.open(files[0][0]) as first:
+        mode = "L" if first.mode in ("L", "1", "I", "I;16") else "RGB"
+    images, sizes = [], set()
+    for f, _ in files:
+        with Image.open(f) as img:
+            arr = np.asarray(img.convert(mode), dtype=np.float32)
+        sizes.add(arr.shape[:2])
+        if len(sizes) > 1:
+            raise BadInput(
+                f"The images in {root} have different sizes ({' and '.join(map(str, sizes))}, e.g. {f}). "
+                "Resize them to one size first."
+            )
+        images.append(arr if arr.ndim == 3 else arr[..., None])
+    x = np.stack(images).transpose(0, 3, 1, 2) / 255.0  # (N, C, H, W) in [0, 1]
+    labels = np.array([classes[i] for _, i in files])
+    return RawData(root.name, x.astype(np.float32), labels, "image")

@@ -1,0 +1,291 @@
+"""`tunesmith fit`: recipe -> data -> model -> Trainer -> run directory (shared/design.md pipeline).
+
+`fit()` is the one entry point that the CLI, `tune`, `compare` and the scikit-learn estimators
+build on. It validates everything it can before creating the run directory (so bad input leaves
+nothing behind), writes the resolved recipe first and metrics.json last, and continues an
+interrupted run with `resume=True` from the per-epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from tunesmith.data import LoadedData, Prepared, load_data
+from tunesmith.data.augment import make_augment
+from tunesmith.errors import BadInput, closest
+from tunesmith.models import build_model
+from tunesmith.recipe import Recipe, load_recipe, resolve
+from tunesmith.repro import environment, seed_everything
+from tunesmith.run import RunDir, default_run_dir, write_json
+from tunesmith.train.callbacks import Callback, Checkpoint, EarlyStopping, HistoryCSV, Progress, atomic_save
+from tunesmith.train.losses import class_report, outputs_to_predictions
+from tunesmith.train.trainer import Trainer, resolve_device
+
+__all__ = ["SHORTCUTS", "FitResult", "fit", "make_recipe"]
+
+log = logging.getLogger("tunesmith")
+
+# Python keyword arguments (and the CLI's common flags) that stand for a dotted recipe key.
+SHORTCUTS = {
+    "data": "data.source",
+    "target": "data.target",
+    "time": "data.time",
+    "group": "data.group",
+    "cv": "data.cv",
+    "task": "data.task",
+    "family": "model.family",
+    "epochs": "train.epochs",
+    "lr": "train.lr",
+    "batch_size": "train.batch_size",
+    "seed": "train.seed",
+    "device": "train.device",
+    "deterministic": "train.deterministic",
+    "name": "name",
+}
+
+
+@dataclass
+class FitResult:
+    metrics: dict[str, Any]  # the metrics.json dict
+    history: pd.DataFrame  # history.csv (all folds, with a `fold` column under --cv)
+    model: nn.Module  # the trained model (best-validation fold under --cv)
+    recipe: Recipe  # the resolved recipe
+    run_dir: Path
+    prepared: Prepared | None = None  # the arrays the model was trained on (None when resumed complete)
+
+
+def make_recipe(
+    recipe: Recipe | str | Path | None = None, *, overrides: dict[str, Any] | None = None, **shortcuts: Any
+) -> Recipe:
+    """A Recipe from a file/Recipe, shortcut keywords (epochs=30) and dotted overrides, in that order."""
+    unknown = [k for k in shortcuts if k not in SHORTCUTS]
+    if unknown:
+        guess = closest(unknown[0], SHORTCUTS)
+        raise BadInput(
+            f"Unknown argument {unknown[0]!r}."
+            + (f" Did you mean {guess!r}?" if guess else "")
+            + f" Valid: {', '.join(SHORTCUTS)}; any recipe field goes in overrides={{'train.lr': 3e-4}}."
+        )
+    dotted = {SHORTCUTS[k]: v for k, v in shortcuts.items() if v is not None}
+    dotted.update(overrides or {})
+    if isinstance(recipe, Recipe):
+        return recipe.with_overrides(dotted)
+    return load_recipe(recipe, dotted)
+
+
+def fit(
+    recipe: Recipe | str | Path | None = None,
+    *,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overrides: dict[str, Any] | None = None,
+    model: nn.Module | None = None,
+    callbacks: list[Callback] | None = None,
+    progress: bool = True,
+    **shortcuts: Any,
+) -> FitResult:
+    """Train from a recipe and write a run directory; see SHORTCUTS for keyword arguments.
+
+    model: a user nn.Module to train instead of a built-in family (copied, never modified).
+    """
+    run = RunDir(Path(out) if out is not None else default_run_dir("run"))
+    if resume:
+        run.check_resumable()
+        recipe = load_recipe(run.recipe)  # the resolved recipe the run started with
+        if run.complete:
+            log.info("%s is already complete; nothing to resume.", run.path)
+            return _load_complete(run, recipe, model)
+    else:
+        recipe = make_recipe(recipe, overrides=overrides, **shortcuts)
+        if out is None:
+            run = RunDir(default_run_dir(_name(recipe)))
+        run.check_new()
+    started = time.perf_counter()
+    seed_everything(recipe.train.seed, deterministic=recipe.train.deterministic)
+    loaded = load_data(recipe.data, seed=recipe.train.seed)
+    first = loaded.prepare(0)
+    resolved = resolve(recipe, first.facts)
+    device = resolve_device(resolved.train.device)
+    created = not run.path.exists()
+    run.path.mkdir(parents=True, exist_ok=True)
+    try:
+        run.recipe.write_text(resolved.to_yaml())
+        write_json(run.env, environment(device))
+        folds = [
+            _fit_fold(
+                k,
+                loaded,
+                first if k == 0 else loaded.prepare(k),
+                resolved,
+                run,
+                model=model,
+                callbacks=callbacks or [],
+                progress=progress,
+                resume=resume,
+            )
+            for k in range(len(loaded.folds))
+        ]
+    except BadInput:
+        if created:  # bad input found late (e.g. a recipe/model mismatch): leave nothing behind
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
+    best = min(range(len(folds)), key=lambda k: folds[k]["val"]["loss"])
+    chosen = folds[best]
+    if len(folds) > 1:  # the best-validation fold's model represents the run
+        shutil.copyfile(run.fold(best, len(folds)) / "model.pt", run.model)
+        shutil.copyfile(run.fold(best, len(folds)) / "preprocess.json", run.preprocess)
+    metrics = _aggregate(folds, resolved, loaded, seconds=time.perf_counter() - started)
+    write_json(run.metrics, metrics)  # last: from here on the run directory is complete
+    history = pd.concat([f["history"].assign(fold=k + 1) for k, f in enumerate(folds)], ignore_index=True)
+    if len(folds) == 1:
+        history = history.drop(columns="fold")
+    return FitResult(metrics, history, chosen["model"], resolved, run.path, chosen["prepared"])
+
+
+def _fit_fold(
+    k: int,
+    loaded: LoadedData,
+    prep: Prepared,
+    recipe: Recipe,
+    run: RunDir,
+    *,
+    model: nn.Module | None,
+    callbacks: list[Callback],
+    progress: bool,
+    resume: bool,
+) -> dict[str, Any]:
+    n_folds = len(loaded.folds)
+    fold_dir = run.fold(k, n_folds)
+    fold_dir.mkdir(exist_ok=True)
+    seed_everything(recipe.train.seed, deterministic=recipe.train.deterministic)  # every fold starts alike
+    net = (
+        copy.deepcopy(model)
+        if model is not None
+        else build_model(
+            recipe.model, kind=prep.facts.kind, input_shape=prep.facts.input_shape, n_outputs=prep.facts.n_outputs
+        )
+    )
+    if resume and (fold_dir / "fold.json").is_file():  # a fold finished before the interruption
+        net.load_state_dict(torch.load(fold_dir / "model.pt", map_location="cpu", weights_only=True))
+        done = json.loads((fold_dir / "fold.json").read_text())
+        return {**done, "model": net, "history": pd.read_csv(fold_dir / "history.csv"), "prepared": prep}
+    augment = make_augment(
+        recipe.data.augment, kind=prep.facts.kind, task=prep.facts.task, n_classes=len(prep.preprocessor.classes or [])
+    )
+    checkpoint = fold_dir / "checkpoint.pt"
+    hooks: list[Callback] = [
+        EarlyStopping(recipe.train.early_stopping),
+        HistoryCSV(fold_dir / "history.csv"),
+        *callbacks,
+    ]
+    if recipe.train.checkpoint:
+        hooks.append(Checkpoint(checkpoint))
+    if progress:
+        hooks.append(Progress(f"fold {k + 1}/{n_folds}" if n_folds > 1 else "fit"))
+    inverse = prep.preprocessor.inverse_y if prep.facts.task == "regression" else None
+    trainer = Trainer(
+        net, cfg=recipe.train, task=prep.facts.task, augment=augment, callbacks=hooks, target_inverse=inverse
+    )
+    state = _load_checkpoint(checkpoint) if resume and checkpoint.is_file() else None
+    started = time.perf_counter()
+    trainer.fit((prep.x_train, prep.y_train), (prep.x_val, prep.y_val), resume=state)
+    result: dict[str, Any] = {
+        "fold": k + 1,
+        "val": trainer.evaluate((prep.x_val, prep.y_val)),
+        "epochs": len(trainer.history),
+        "best_epoch": trainer.best_epoch,
+        "seconds": time.perf_counter() - started,
+    }
+    if prep.x_test is not None:  # the one and only look at the test split
+        result["test"] = trainer.evaluate((prep.x_test, prep.y_test))
+        if prep.facts.task == "classification":
+            out, y = trainer.outputs((prep.x_test, prep.y_test))
+            predictions, _ = outputs_to_predictions("classification", out.float().cpu().numpy())
+            result["test_report"] = class_report(predictions, y.cpu().numpy(), prep.preprocessor.classes or [])
+    atomic_save(trainer.model.state_dict(), fold_dir / "model.pt")
+    prep.preprocessor.save(fold_dir / "preprocess.json")
+    if n_folds > 1:
+        write_json(fold_dir / "fold.json", result)
+    checkpoint.unlink(missing_ok=True)
+    return {**result, "model": trainer.model, "history": trainer.history_frame(), "prepared": prep}
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/corrupt archives
+        raise BadInput(
+            f"The checkpoint {path} is corrupt and cannot be resumed ({type(exc).__name__}). Delete it "
+            "to restart that run from its first epoch, or start a new run without --resume."
+        ) from None
+
+
+def _aggregate(folds: list[dict[str, Any]], recipe: Recipe, loaded: LoadedData, *, seconds: float) -> dict[str, Any]:
+    best = min(folds, key=lambda f: f["val"]["loss"])
+    metrics: dict[str, Any] = {
+        "task": loaded.task,
+        "epochs": best["epochs"],
+        "best_epoch": best["best_epoch"],
+        "seconds": round(seconds, 3),
+        "seed": recipe.train.seed,
+        "data": loaded.notes,
+    }
+    for split in ("val", "test"):
+        if split in best:
+            table = pd.DataFrame([f[split] for f in folds])
+            metrics[split] = table.mean().to_dict()
+            if len(folds) > 1:
+                metrics[f"{split}_std"] = table.std(ddof=1).to_dict()
+    if "test_report" in best:
+        metrics["test_report"] = best["test_report"]
+    if len(folds) > 1:
+        metrics["folds"] = [
+            {k: v for k, v in f.items() if k not in ("model", "history", "prepared", "test_report")} for f in folds
+        ]
+    return metrics
+
+
+def _load_complete(run: RunDir, recipe: Recipe, model: nn.Module | None) -> FitResult:
+    metrics = run.load_metrics()
+    net = copy.deepcopy(model) if model is not None else None
+    if net is None:
+        from tunesmith.data import Preprocessor
+
+        pre = Preprocessor.load(run.preprocess)
+        net = build_model(
+            recipe.model, kind=recipe.data.kind, input_shape=tuple(pre.state["shape"]), n_outputs=pre.n_outputs
+        )
+    net.load_state_dict(torch.load(run.model, map_location="cpu", weights_only=True))
+    histories = sorted(run.path.glob("fold-*/history.csv")) or [run.path / "history.csv"]
+    history = pd.concat([pd.read_csv(p) for p in histories], ignore_index=True)
+    return FitResult(metrics, history, net, recipe, run.path)
+
+
+def _name(recipe: Recipe) -> str:
+    if recipe.name != "run" or not recipe.data.source:
+        return recipe.name
+    return Path(recipe.data.source).stem or "run"
+
+
+def summary_line(metrics: dict[str, Any]) -> str:
+    """One line of headline numbers for the terminal."""
+    parts = []
+    for split in ("val", "test"):
+        for key, value in metrics.get(split, {}).items():
+            std = metrics.get(f"{split}_std", {}).get(key)
+            parts.append(
+                f"{split} {key} {value:.4f}" + (f" ± {std:.4f}" if std is not None and np.isfinite(std) else "")
+            )
+    return ", ".join(parts)

@@ -1,0 +1,321 @@
+"""The recipe: every choice of a run in one validated pydantic model, with the catalog's defaults.
+
+A recipe has three sections, `data`, `model` and `train`. Fields that depend on the data hold
+"auto" (or None) until `resolve` replaces them with a concrete value from the data's facts
+(task, input kind, size): those rules are the seeds' rules of thumb, each tagged with its
+catalog id. The resolved recipe is saved as `recipe.yaml` in the run directory and contains no
+"auto": running it again gives the same run.
+
+Sources of a recipe, applied in order: a YAML file, Python keyword arguments, CLI flags and
+`--set dotted.key=value` overrides. Unknown keys and bad values raise `BadInput` naming the field
+path, what is allowed and the closest valid key.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tunesmith.errors import BadInput, closest
+
+__all__ = ["DataFacts", "Recipe", "load_recipe", "resolve"]
+
+Task = Literal["auto", "classification", "regression", "reconstruction"]
+Kind = Literal["auto", "tabular", "sequence", "image"]
+Activation = Literal["relu", "leaky_relu", "prelu", "rrelu", "elu", "gelu", "tanh", "sigmoid"]
+AugmentOp = Literal[
+    "flip",
+    "rotate",
+    "translate",
+    "scale",
+    "shear",
+    "color",
+    "noise",  # images
+    "shift",
+    "jitter",
+    "scaling",
+    "masking",  # sequences
+    "mixup",  # tabular (noise works there too)
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AugmentConfig(_Section):
+    """T06: label-preserving transforms of training batches (never of val/test)."""
+
+    ops: list[AugmentOp] | Literal["auto"] = "auto"  # auto: rotate+translate+scale for images, none otherwise
+    strength: float = Field(0.5, ge=0.0, le=1.0)  # one knob scales every op (tunable); 0 turns them off
+
+
+class DataConfig(_Section):
+    source: str | None = None  # a CSV/Parquet/.npz file, an image folder, or a built-in set name
+    target: str | None = None  # target column of a table
+    time: str | None = None  # time column: splits respect time order, test = most recent rows (T51)
+    group: str | None = None  # group column: no group in two splits (T51)
+    time_as_feature: bool = False  # time/group columns are identifiers, not features, unless asked
+    group_as_feature: bool = False
+    task: Task = "auto"  # auto: classification for integer/string targets with few values
+    kind: Kind = "auto"  # auto: image for (N,C,H,W) arrays, sequence for (N,T,C), tabular for (N,F)
+    cv: int = Field(0, ge=0)  # 0: one train/val holdout; K>=2: K folds, every fold reported
+    split: Literal["auto", "random", "stratified", "group", "time"] = "auto"  # auto: from time/group/task
+    val_size: float = Field(0.2, gt=0.0, lt=1.0)  # validation share of the non-test rows (holdout)
+    test_size: float = Field(0.2, ge=0.0, lt=1.0)  # carved out only when no test split is given
+    gap: int = Field(0, ge=0)  # time splits: rows dropped between train and the later split (T51)
+    impute: Literal["median", "mean", "most_frequent", "interpolate", "none"] = "median"  # T01; none refuses NaN
+    scale: Literal["standard", "minmax", "none"] = "standard"  # T04, fitted on the training split only
+    scale_target: bool | Literal["auto"] = "auto"  # T05: auto scales regression targets
+    outliers: Literal["keep", "clip"] = "keep"  # T03: clip to training quantiles (clip_quantile, 1-q)
+    clip_quantile: float = Field(0.001, gt=0.0, lt=0.5)
+    drop_duplicates: bool = True  # T03: exact duplicate rows dropped before splitting (no train/test copies)
+    max_categories: int = Field(20, ge=2)  # T02: one-hot up to this many levels, rarer ones pooled
+    pad_pow2: bool | Literal["auto"] = "auto"  # T08: auto pads images to a power-of-two side for CNNs
+    augment: AugmentConfig = AugmentConfig()
+
+
+class ModelConfig(_Section):
+    family: Literal["auto", "mlp", "cnn", "rnn", "autoencoder"] = "auto"  # T10: auto from the input kind
+    width: int | None = Field(None, ge=1)  # None: 256 units (mlp), 32 base channels (cnn), 64 (rnn)
+    depth: int | None = Field(None, ge=1)  # None: 2 hidden layers (mlp), 3 stages (cnn), 1 layer (rnn)
+    activation: Activation = "relu"  # T11: ReLU trains fast and rarely saturates
+    norm: Literal["auto", "batch", "layer", "none"] = "auto"  # T14: batch for images/tables, layer for sequences
+    init: Literal["auto", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal", "torch"] = "auto"
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)  # T15: light by default; tuning raises it when val says so
+    kernel_size: int = Field(3, ge=1)  # T16: small kernels stacked beat one big kernel
+    residual: bool = False  # T18: ResNet shortcuts (helps deep nets train)
+    dense: bool = False  # T18: DenseNet-style concatenation inside a stage
+    bottleneck: bool = False  # T16: 1x1 convolution narrows channels before the 3x3
+    multi_kernel: bool = False  # T16: inception-style parallel 1x1/3x3/5x5 branches
+    head: Literal["gap", "flatten"] = "gap"  # T17: global average pooling instead of a large FC head
+    neck: bool = False  # T21: fuse every stage's pooled features with learned attention weights
+    cell: Literal["lstm", "gru"] = "lstm"  # T19: gated cells instead of a plain RNN
+    bidirectional: bool = True  # T19: reads the sequence both ways (offline data only)
+    code_size: int | None = Field(None, ge=1)  # T20: autoencoder bottleneck; None: a quarter of the input
+    sparsity: float = Field(0.0, ge=0.0)  # T20: L1 penalty on the autoencoder code
+    denoise: float = Field(0.0, ge=0.0)  # T20: std of the noise added to autoencoder inputs while training
+    custom: str | None = None  # "package.module:factory" of a user nn.Module (called with no arguments)
+    pretrained: bool = False  # the custom model carries pretrained weights: fine-tuning defaults (T31)
+
+
+class EarlyStopConfig(_Section):
+    """T43: stop when validation stops improving, but not prematurely."""
+
+    patience: int | None = Field(10, ge=1)  # epochs without improvement; None disables early stopping
+    min_delta: float = Field(0.0, ge=0.0)  # smaller improvements do not count
+    min_epochs: int = Field(5, ge=0)  # never stop before this many epochs (late plateaus are respected)
+    restore_best: bool = True  # retrospective checkpoint selection: keep the best epoch's weights
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(30, ge=1)
+    batch_size: int | None = Field(None, ge=1)  # T07: None: 64 under 10k rows, 128 under 100k, else 256
+    effective_batch_size: int | None = Field(None, ge=1)  # T33: gradient accumulation up to this size
+    lr: float | None = Field(None, gt=0.0)  # T31: None: 1e-3 from scratch, 1e-5 fine-tuning, 1e-2 for sgd
+    optimizer: Literal["auto", "sgd", "adam", "adamw", "rmsprop", "adagrad"] = "auto"  # T30: auto is adamw
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd/rmsprop
+    nesterov: bool = True  # sgd
+    weight_decay: float = Field(1e-4, ge=0.0)  # T41: decoupled in adamw, coupled (L2) in the others
+    l1: float = Field(0.0, ge=0.0)  # T41: L1 penalty on weights, added to the loss
+    l2: float = Field(0.0, ge=0.0)  # T41: coupled L2 penalty on weights, added to the loss
+    max_norm: float | None = Field(None, gt=0.0)  # T42: cap each unit's incoming weight norm after a step
+    clip_norm: float | None = Field(None, gt=0.0)  # T34: clip the global gradient norm
+    clip_value: float | None = Field(None, gt=0.0)  # T34: clip each gradient element
+    schedule: Literal["auto", "constant", "step", "exponential", "cosine", "onecycle", "plateau"] = "auto"
+    warmup_epochs: float = Field(0.0, ge=0.0)  # T32: linear warmup before the schedule (not for onecycle)
+    step_every: int = Field(10, ge=1)  # step schedule: epochs between decays
+    gamma: float = Field(0.1, gt=0.0, le=1.0)  # step/exponential/plateau decay factor
+    early_stopping: EarlyStopConfig = EarlyStopConfig()
+    seed: int = 0  # T50: seeds Python, NumPy and torch; recorded with the run
+    deterministic: bool = False  # T50: deterministic algorithms (slower on GPU)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # T54: auto takes a GPU when one is present
+    threads: int | None = Field(None, ge=1)  # torch intra-op threads; None keeps torch's default
+    checkpoint: bool = True  # write checkpoint.pt after every epoch so --resume can continue
+
+
+class Recipe(_Section):
+    name: str = "run"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Recipe:
+        """A copy with dotted-key overrides applied ({"train.lr": 3e-4}); validated as a whole."""
+        tree = self.model_dump(mode="json")
+        for key, value in overrides.items():
+            _set_dotted(tree, key, value)
+        return build_recipe(tree)
+
+
+def build_recipe(tree: dict[str, Any], *, source: str = "recipe") -> Recipe:
+    """Validate a nested dict into a Recipe, turning pydantic's errors into one BadInput."""
+    try:
+        return Recipe.model_validate(tree)
+    except ValidationError as exc:
+        raise BadInput(_explain(exc, source)) from None
+
+
+def load_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Read a YAML recipe (or start from the defaults) and apply dotted overrides."""
+    tree: dict[str, Any] = {}
+    source = "recipe"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise BadInput(f"Recipe file {path} does not exist. Pass the path of a YAML recipe.")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise BadInput(f"Recipe file {path} is not valid YAML: {exc}. Fix the file and retry.") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise BadInput(f"Recipe file {path} must hold a mapping with sections data/model/train.")
+        tree = loaded or {}
+    for key, value in (overrides or {}).items():
+        _set_dotted(tree, key, value)
+    return build_recipe(tree, source=source)
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """Parse CLI `--set dotted.key=value` items; values are read as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise BadInput(f"--set expects dotted.key=value (e.g. train.lr=3e-4). Got {item!r} instead.")
+        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return out
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    model: type[BaseModel] | None = Recipe
+    for depth, part in enumerate(parts):
+        fields = model.model_fields if model is not None else {}
+        if part not in fields:
+            path = ".".join(parts[: depth + 1])
+            prefix = ".".join(parts[:depth])
+            raise BadInput(_unknown_key(path, part, prefix, list(fields)))
+        annotation = fields[part].annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if depth == len(parts) - 1:
+            node[part] = value
+        else:
+            if model is None:
+                raise BadInput(f"Recipe key {key!r}: {'.'.join(parts[: depth + 1])!r} is a value, not a section.")
+            child = node.get(part)
+            node = node.setdefault(part, {}) if not isinstance(child, dict) else child
+
+
+def _unknown_key(path: str, name: str, prefix: str, valid: list[str]) -> str:
+    owner = f"section {prefix!r}" if prefix else "the recipe"
+    guess = closest(name, valid)
+    hint = f" Did you mean {((prefix + '.') if prefix else '') + guess!r}?" if guess else ""
+    return f"Unknown recipe key {path!r}.{hint} Valid keys of {owner}: {', '.join(valid)}."
+
+
+def _explain(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        path = ".".join(loc)
+        if err["type"] == "extra_forbidden":
+            section = _section_fields(loc[:-1])
+            lines.append(_unknown_key(path, loc[-1], ".".join(loc[:-1]), section))
+            continue
+        owner = ".".join(loc[:-1]) or "recipe"
+        allowed = err["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
+        lines.append(f"The {loc[-1]!r} parameter of {owner} must be {allowed}. Got {err.get('input')!r} instead.")
+    return f"Invalid recipe ({source}): " + " ".join(lines)
+
+
+def _section_fields(loc: list[str]) -> list[str]:
+    model: Any = Recipe
+    for part in loc:
+        model = model.model_fields[part].annotation
+    return list(model.model_fields)
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What the data says about itself; `resolve` turns "auto" fields into values from it."""
+
+    task: Literal["classification", "regression", "reconstruction"]
+    kind: Literal["tabular", "sequence", "image"]
+    n_train: int  # rows the model trains on (drives batch size, T07)
+    input_shape: tuple[int, ...]  # one sample's shape after preprocessing
+    n_outputs: int  # classes (classification), target columns (regression), features (reconstruction)
+    split: str = "random"  # the split strategy chosen for these data (T51)
+
+
+def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
+    """Replace every "auto"/None default with the catalog's rule for these data (idempotent)."""
+    d, m, t = recipe.data, recipe.model, recipe.train
+    family = m.family if m.family != "auto" else _family_for(facts)  # T10
+    pretrained = m.custom is not None and m.pretrained
+    optimizer = t.optimizer if t.optimizer != "auto" else ("adam" if pretrained else "adamw")  # T30
+    default_lr = 1e-5 if pretrained else (1e-2 if optimizer == "sgd" else 1e-3)  # T31
+    ops = d.augment.ops
+    if ops == "auto":  # T06: geometric jitter is label-preserving for images; elsewhere it must be asked for
+        ops = ["rotate", "translate", "scale"] if facts.kind == "image" else []
+    return recipe.model_copy(
+        update={
+            "data": d.model_copy(
+                update={
+                    "task": facts.task,
+                    "kind": facts.kind,
+                    "split": facts.split,
+                    "scale_target": facts.task == "regression" if d.scale_target == "auto" else d.scale_target,
+                    "pad_pow2": (facts.kind == "image" and family == "cnn") if d.pad_pow2 == "auto" else d.pad_pow2,
+                    "augment": d.augment.model_copy(update={"ops": ops}),
+                }
+            ),
+            "model": m.model_copy(
+                update={
+                    "family": family,
+                    "width": m.width or {"mlp": 256, "cnn": 32, "rnn": 64, "autoencoder": 128}[family],
+                    "depth": m.depth or {"mlp": 2, "cnn": 3, "rnn": 1, "autoencoder": 2}[family],
+                    "norm": m.norm if m.norm != "auto" else ("layer" if facts.kind == "sequence" else "batch"),
+                    "init": m.init if m.init != "auto" else _init_for(m.activation),
+                    "code_size": m.code_size or max(2, math.prod(facts.input_shape) // 4),
+                }
+            ),
+            "train": t.model_copy(
+                update={
+                    "optimizer": optimizer,
+                    "lr": t.lr or default_lr,
+                    "batch_size": t.batch_size or _batch_size_for(facts.n_train),
+                    "schedule": t.schedule if t.schedule != "auto" else ("cosine" if pretrained else "onecycle"),
+                }
+            ),
+        }
+    )
+
+
+def _family_for(facts: DataFacts) -> Literal["mlp", "cnn", "rnn", "autoencoder"]:
+    if facts.task == "reconstruction":
+        return "autoencoder"
+    return {"tabular": "mlp", "image": "cnn", "sequence": "rnn"}[facts.kind]  # type: ignore[return-value]
+
+
+def _init_for(activation: str) -> str:
+    """T13: Kaiming for the ReLU family, Xavier for saturating activations."""
+    return "xavier_uniform" if activation in ("tanh", "sigmoid") else "kaiming_uniform"
+
+
+def _batch_size_for(n_train: int) -> int:
+    """T07: a power of two, 64 first, larger for large data (and at most a quarter of the rows)."""
+    size = 64 if n_train < 10_000 else 128 if n_train < 100_000 else 256
+    while size > 16 and size * 4 > n_train:
+        size //= 2
+    return size

@@ -1,0 +1,299 @@
+"""The Trainer: a tight mini-batch loop over any nn.Module, with the catalog's training tricks.
+
+The step reads like nanoGPT's: forward/backward with accumulation (T33), clip (T34), step,
+max-norm (T42), zero_grad(set_to_none=True), schedule (T32), then callbacks. In-memory data are
+batched by index on the device (no per-sample collation, T07 reshuffle every epoch); a Dataset
+or DataLoader works too. The epoch's loss is summed on the device and read once per epoch (one
+host sync). Training randomness (shuffling, augmentation, dropout) comes from torch RNGs only,
+whose states go into checkpoints, so a resumed run continues exactly (T50).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from tunesmith.errors import BadInput, TrainingDiverged
+from tunesmith.recipe import TrainConfig
+from tunesmith.train.callbacks import EVENTS, Callback, overrides, restore, snapshot
+from tunesmith.train.losses import LossFn, default_loss, outputs_to_predictions, task_metrics
+from tunesmith.train.optim import Schedule, make_optimizer, max_norm_, weight_penalty
+
+__all__ = ["DataArg", "Trainer", "resolve_device"]
+
+Augment = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+DataArg = tuple[Any, Any] | Dataset | DataLoader  # (x, y) arrays/tensors, a Dataset or a DataLoader
+EVAL_BATCH = 1024
+
+
+def resolve_device(name: str) -> torch.device:
+    """T54: "auto" takes the GPU when there is one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BadInput("train.device is 'cuda' but PyTorch sees no CUDA GPU here. Use --device auto or cpu.")
+    return torch.device(name)
+
+
+class TensorBatches:
+    """Index-sliced mini-batches of in-memory tensors already on the device."""
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.x, self.y, self.batch_size, self.shuffle, self.generator = x, y, batch_size, shuffle, generator
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.x)
+        if not self.shuffle:
+            for i in range(0, n, self.batch_size):
+                yield self.x[i : i + self.batch_size], self.y[i : i + self.batch_size]
+            return
+        order = torch.randperm(n, generator=self.generator).to(self.x.device)
+        for i in range(0, n, self.batch_size):
+            idx = order[i : i + self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+class Trainer:
+    """Train `model` with a resolved TrainConfig; `fit` returns the history (one dict per epoch).
+
+    task: classification | regression | reconstruction (picks the default loss and metrics, T12).
+    target_inverse: maps scaled regression outputs back to target units for metrics (T05).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        cfg: TrainConfig,
+        task: str,
+        loss_fn: nn.Module | LossFn | None = None,
+        augment: Augment | None = None,
+        callbacks: Sequence[Callback] = (),
+        target_inverse: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        if cfg.batch_size is None or cfg.lr is None:
+            raise BadInput("The Trainer needs a resolved recipe (batch_size and lr set); pass it through resolve().")
+        self.cfg, self.task, self.augment = cfg, task, augment
+        self.device = resolve_device(cfg.device)
+        self.model = model.to(self.device)
+        self.loss_fn = loss_fn if loss_fn is not None else default_loss(task)
+        self.callbacks = list(callbacks)
+        self.target_inverse = target_inverse
+        self.generator = torch.Generator().manual_seed(cfg.seed)  # shuffling + augmentation
+        self.history: list[dict[str, float]] = []
+        self.should_stop = False
+        self.best_epoch: int | None = None
+        self.accumulate = _accumulation(cfg)
+        self._weights = [p for p in model.parameters() if p.ndim >= 2 and p.requires_grad]
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.schedule: Schedule | None = None
+
+    # ---- data ----------------------------------------------------------------------------------
+    def batches(self, data: DataArg, *, train: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]] | Any:
+        if isinstance(data, DataLoader):
+            return data  # the user's loader decides order and batch size
+        if isinstance(data, Dataset):
+            return DataLoader(
+                data, batch_size=self.cfg.batch_size if train else EVAL_BATCH, shuffle=train, generator=self.generator
+            )
+        if not (isinstance(data, tuple | list) and len(data) == 2):
+            raise BadInput(f"Training data must be (x, y), a Dataset or a DataLoader. Got {type(data).__name__}.")
+        x, y = (_as_tensor(a, self.device) for a in data)
+        if len(x) != len(y):
+            raise BadInput(f"x and y differ in length ({len(x)} vs {len(y)} rows).")
+        if len(x) == 0:
+            raise BadInput("The data hold no rows.")
+        return TensorBatches(
+            x,
+            y,
+            self.cfg.batch_size if train else EVAL_BATCH,
+            shuffle=train,  # type: ignore[arg-type]
+            generator=self.generator,
+        )
+
+    # ---- training ------------------------------------------------------------------------------
+    def fit(self, train: DataArg, val: DataArg | None = None, *, resume: dict[str, Any] | None = None) -> list[dict]:
+        """Train for cfg.epochs (or until early stopping); `resume` is a `state_dict()` to continue from."""
+        cfg = self.cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        train_batches = self.batches(train, train=True)
+        n_batches = len(train_batches)
+        if n_batches == 0:
+            raise BadInput("The training data yield no batches (an empty DataLoader?).")
+        self.optimizer = make_optimizer(self.model, cfg)
+        self.schedule = Schedule(self.optimizer, cfg, math.ceil(n_batches / self.accumulate))
+        if resume is not None:
+            self.load_state_dict(resume)
+        events = {e: [cb for cb in self.callbacks if overrides(cb, e)] for e in EVENTS}
+        for cb in events["fit_start"]:
+            cb.on_fit_start(self)
+        try:
+            for epoch in range(len(self.history), cfg.epochs):
+                if self.should_stop:
+                    break
+                self._epoch(epoch, train_batches, n_batches, val, events)
+        except BaseException as exc:
+            for cb in events["exception"]:
+                cb.on_exception(self, exc)
+            raise
+        for cb in events["fit_end"]:
+            cb.on_fit_end(self)
+        return self.history
+
+    def _epoch(self, epoch: int, batches: Any, n_batches: int, val: DataArg | None, events: dict) -> None:
+        assert self.optimizer is not None and self.schedule is not None
+        started = time.perf_counter()
+        for cb in events["epoch_start"]:
+            cb.on_epoch_start(self, epoch)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.model.train()
+        total = torch.zeros((), device=self.device)  # summed on the device: no host sync per step
+        for step, (xb, yb) in enumerate(batches):
+            xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+            if self.augment is not None:
+                xb, yb = self.augment(xb, yb, self.generator)
+            loss = self._loss(self.model(xb), yb)
+            (loss / self.accumulate).backward()
+            if (step + 1) % self.accumulate == 0 or step + 1 == n_batches:
+                self._step()
+            total += loss.detach()
+            for cb in events["batch_end"]:
+                cb.on_batch_end(self, step, loss)
+        train_loss = (total / n_batches).item()  # host sync, once per epoch
+        row: dict[str, float] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss}
+        if val is not None:
+            metrics = self.evaluate(val)
+            for cb in events["eval_end"]:
+                cb.on_eval_end(self, metrics)
+            row.update({f"val_{k}": v for k, v in metrics.items()})
+        if not all(math.isfinite(row[k]) for k in ("train_loss", "val_loss") if k in row):
+            raise TrainingDiverged(
+                f"The loss became {train_loss} in epoch {epoch + 1} (lr={lr:.3g}): training diverged. Lower "
+                f"train.lr (try {lr / 10:.1g}, or run `tunesmith lr-find`), or bound the steps with "
+                "train.clip_norm=1.0 (T31, T34). Check the inputs for huge values too."
+            )
+        row["seconds"] = time.perf_counter() - started
+        self.history.append(row)
+        self.schedule.epoch_end(row.get("val_loss", train_loss))
+        for cb in events["epoch_end"]:
+            cb.on_epoch_end(self, row)
+
+    def _loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = self.loss_fn(output, target)
+        aux = getattr(self.model, "aux_loss", None)  # e.g. the autoencoder's L1 on its code (T20)
+        if aux is not None:
+            loss = loss + aux
+        penalty = weight_penalty(self._weights, self.cfg.l1, self.cfg.l2)  # T41
+        return loss if penalty is None else loss + penalty
+
+    def _step(self) -> None:
+        assert self.optimizer is not None and self.schedule is not None
+        params = self.model.parameters()
+        if self.cfg.clip_value is not None:  # T34
+            torch.nn.utils.clip_grad_value_(params, self.cfg.clip_value)
+        if self.cfg.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
+        self.optimizer.step()
+        if self.cfg.max_norm is not None:  # T42
+            max_norm_(self._weights, self.cfg.max_norm)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.schedule.step()
+
+    # ---- evaluation ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def outputs(self, data: DataArg) -> tuple[torch.Tensor, torch.Tensor]:
+        """(model outputs, targets) over all of `data`, in eval mode."""
+        self.model.eval()
+        outs, ys = [], []
+        for xb, yb in self.batches(data, train=False):
+            outs.append(self.model(xb.to(self.device, non_blocking=True)))
+            ys.append(yb.to(self.device, non_blocking=True))
+        return torch.cat(outs), torch.cat(ys)
+
+    def evaluate(self, data: DataArg) -> dict[str, float]:
+        """loss plus the task's metrics (accuracy/f1_macro or rmse/mae/r2, in target units)."""
+        out, y = self.outputs(data)
+        loss = float(self.loss_fn(out, y))
+        out_np = out.float().cpu().numpy().reshape(len(out), -1)
+        y_np = y.cpu().numpy()
+        predictions, _ = outputs_to_predictions(self.task, out_np)
+        if self.task == "classification" and y_np.ndim > 1:  # soft labels (mixup) -> hard
+            y_np = y_np.argmax(axis=1)
+        elif self.task != "classification":
+            y_np = y_np.reshape(len(y_np), -1)
+            if self.target_inverse is not None:
+                predictions, y_np = self.target_inverse(predictions), self.target_inverse(y_np)
+        return {"loss": loss, **task_metrics(self.task, predictions, y_np)}
+
+    def history_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.history)
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: loadable with torch.load(weights_only=True)."""
+        assert self.optimizer is not None and self.schedule is not None
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "history": self.history,
+            "should_stop": self.should_stop,
+            "callbacks": snapshot(self.callbacks),
+            "rng": rng,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        assert self.optimizer is not None and self.schedule is not None
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.history = list(state["history"])
+        self.should_stop = state["should_stop"]
+        restore(self.callbacks, state["callbacks"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.generator.set_state(state["rng"]["generator"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+
+def _as_tensor(a: Any, device: torch.device) -> torch.Tensor:
+    t = a if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a))
+    if t.is_floating_point() and t.dtype != torch.float32:
+        t = t.float()
+    return t.to(device)
+
+
+def _accumulation(cfg: TrainConfig) -> int:
+    """T33: optimizer steps every `effective_batch_size / batch_size` mini-batches."""
+    if cfg.effective_batch_size is None:
+        return 1
+    assert cfg.batch_size is not None
+    if cfg.effective_batch_size % cfg.batch_size:
+        raise BadInput(
+            f"train.effective_batch_size ({cfg.effective_batch_size}) must be a multiple of "
+            f"train.batch_size ({cfg.batch_size}): gradients are accumulated over whole batches."
+        )
+    return cfg.effective_batch_size // cfg.batch_size

@@ -1,0 +1,34 @@
+"""Shared fixtures: small data made in the test, and a CLI runner that reports exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+@pytest.fixture
+def sales_csv(tmp_path: Path) -> Path:
+    """A small time-stamped regression table with a categorical column and a few missing values."""
+    rng = np.random.default_rng(0)
+    n = 300
+    price = rng.uniform(1, 10, n)
+    region = rng.choice(["north", "south", "east"], n)
+    effect = pd.Series(region).map({"north": 5.0, "south": -3.0, "east": 0.0}).to_numpy()
+    revenue = 20 * price + effect + rng.normal(0, 1, n)
+    price[rng.choice(n, 10, replace=False)] = np.nan
+    frame = pd.DataFrame({"date": pd.date_range("2024-01-01", periods=n, freq="D").astype(str), "price": price,
+                          "region": region, "revenue": revenue})
+    path = tmp_path / "sales.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run `tunesmith ARGS` in a fresh interpreter, as a user would."""
+    return subprocess.run([sys.executable, "-m", "tunesmith", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout)
