@@ -21,8 +21,14 @@ def sales_csv(tmp_path: Path) -> Path:
     effect = pd.Series(region).map({"north": 5.0, "south": -3.0, "east": 0.0}).to_numpy()
     revenue = 20 * price + effect + rng.normal(0, 1, n)
     price[rng.choice(n, 10, replace=False)] = np.nan
-    frame = pd.DataFrame({"date": pd.date_range("2024-01-01", periods=n, freq="D").astype(str), "price": price,
-                          "region": region, "revenue": revenue})
+    frame = pd.DataFrame(
+        {
+            "date": pd.date_range("2024-01-01", periods=n, freq="D").astype(str),
+            "price": price,
+            "region": region,
+            "revenue": revenue,
+        }
+    )
     path = tmp_path / "sales.csv"
     frame.to_csv(path, index=False)
     return path
@@ -30,5 +36,6 @@ def sales_csv(tmp_path: Path) -> Path:
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run `tunesmith ARGS` in a fresh interpreter, as a user would."""
-    return subprocess.run([sys.executable, "-m", "tunesmith", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "tunesmith", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )

@@ -33,16 +33,19 @@ def test_bad_value_names_field_allowed_values_and_input() -> None:
 
 @pytest.mark.parametrize("key", ["train.batch_size", "train.epochs"])
 def test_zero_sizes_are_refused(key: str) -> None:
-    with pytest.raises(BadInput, match="greater than or equal to 1. Got 0"):
+    with pytest.raises(BadInput, match=r"greater than or equal to 1\. Got 0"):
         Recipe().with_overrides({key: 0})
 
 
 def test_parse_set_reads_yaml_scalars() -> None:
     assert parse_set(["train.lr=3e-4", "model.residual=true", "train.epochs=5"]) == {
-        "train.lr": "3e-4", "model.residual": True, "train.epochs": 5}
+        "train.lr": "3e-4",
+        "model.residual": True,
+        "train.epochs": 5,
+    }
     recipe = Recipe().with_overrides(parse_set(["train.lr=3e-4"]))
     assert recipe.train.lr == pytest.approx(3e-4)
-    with pytest.raises(BadInput, match="dotted.key=value"):
+    with pytest.raises(BadInput, match=r"dotted\.key=value"):
         parse_set(["train.lr"])
 
 
