@@ -29,7 +29,7 @@ from tunesmith.models import build_model
 from tunesmith.recipe import Recipe, load_recipe, resolve
 from tunesmith.repro import environment, seed_everything
 from tunesmith.run import RunDir, default_run_dir, write_json
-from tunesmith.train.callbacks import Callback, Checkpoint, EarlyStopping, HistoryCSV, Progress, atomic_save
+from tunesmith.train.callbacks import Callback, Checkpoint, HistoryCSV, Progress, atomic_save
 from tunesmith.train.losses import class_report, outputs_to_predictions
 from tunesmith.train.trainer import Trainer, resolve_device
 
@@ -186,7 +186,6 @@ def _fit_fold(
     )
     checkpoint = fold_dir / "checkpoint.pt"
     hooks: list[Callback] = [
-        EarlyStopping(recipe.train.early_stopping),
         HistoryCSV(fold_dir / "history.csv"),
         *callbacks,
     ]

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tunesmith.errors import BadInput, TrainingDiverged
 from tunesmith.recipe import TrainConfig
-from tunesmith.train.callbacks import EVENTS, Callback, overrides, restore, snapshot
+from tunesmith.train.callbacks import EVENTS, Callback, EarlyStopping, overrides, restore, snapshot
 from tunesmith.train.losses import LossFn, default_loss, outputs_to_predictions, task_metrics
 from tunesmith.train.optim import Schedule, make_optimizer, max_norm_, weight_penalty
 
@@ -96,7 +96,7 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.model = model.to(self.device)
         self.loss_fn = loss_fn if loss_fn is not None else default_loss(task)
-        self.callbacks = list(callbacks)
+        self.callbacks = [EarlyStopping(cfg.early_stopping), *callbacks]  # T43 is part of every fit
         self.target_inverse = target_inverse
         self.generator = torch.Generator().manual_seed(cfg.seed)  # shuffling + augmentation
         self.history: list[dict[str, float]] = []
