@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tunesmith.errors import BadInput, closest
 
-__all__ = ["DataFacts", "Recipe", "load_recipe", "resolve"]
+__all__ = ["DataFacts", "Recipe", "load_recipe", "resolve", "resolve_data"]
 
 Task = Literal["auto", "classification", "regression", "reconstruction"]
 Kind = Literal["auto", "tabular", "sequence", "image"]
@@ -76,7 +76,7 @@ class DataConfig(_Section):
     clip_quantile: float = Field(0.001, gt=0.0, lt=0.5)
     drop_duplicates: bool = True  # T03: exact duplicate rows dropped before splitting (no train/test copies)
     max_categories: int = Field(20, ge=2)  # T02: one-hot up to this many levels, rarer ones pooled
-    pad_pow2: bool | Literal["auto"] = "auto"  # T08: auto pads images to a power-of-two side for CNNs
+    pad_pow2: bool | Literal["auto"] = "auto"  # T08: auto pads images to a power-of-two side (pools cleanly)
     augment: AugmentConfig = AugmentConfig()
 
 
@@ -265,21 +265,9 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
     pretrained = m.custom is not None and m.pretrained
     optimizer = t.optimizer if t.optimizer != "auto" else ("adam" if pretrained else "adamw")  # T30
     default_lr = 1e-5 if pretrained else (1e-2 if optimizer == "sgd" else 1e-3)  # T31
-    ops = d.augment.ops
-    if ops == "auto":  # T06: geometric jitter is label-preserving for images; elsewhere it must be asked for
-        ops = ["rotate", "translate", "scale"] if facts.kind == "image" else []
     return recipe.model_copy(
         update={
-            "data": d.model_copy(
-                update={
-                    "task": facts.task,
-                    "kind": facts.kind,
-                    "split": facts.split,
-                    "scale_target": facts.task == "regression" if d.scale_target == "auto" else d.scale_target,
-                    "pad_pow2": (facts.kind == "image" and family == "cnn") if d.pad_pow2 == "auto" else d.pad_pow2,
-                    "augment": d.augment.model_copy(update={"ops": ops}),
-                }
-            ),
+            "data": resolve_data(d, task=facts.task, kind=facts.kind, split=facts.split),
             "model": m.model_copy(
                 update={
                     "family": family,
@@ -298,6 +286,23 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
                     "schedule": t.schedule if t.schedule != "auto" else ("cosine" if pretrained else "onecycle"),
                 }
             ),
+        }
+    )
+
+
+def resolve_data(cfg: DataConfig, *, task: str, kind: str, split: str) -> DataConfig:
+    """The data section's rules; they need only what loading the data tells (task, kind, split)."""
+    ops = cfg.augment.ops
+    if ops == "auto":  # T06: geometric jitter is label-preserving for images; elsewhere it must be asked for
+        ops = ["rotate", "translate", "scale"] if kind == "image" else []
+    return cfg.model_copy(
+        update={
+            "task": task,
+            "kind": kind,
+            "split": split,
+            "scale_target": task == "regression" if cfg.scale_target == "auto" else cfg.scale_target,  # T05
+            "pad_pow2": kind == "image" if cfg.pad_pow2 == "auto" else cfg.pad_pow2,  # T08
+            "augment": cfg.augment.model_copy(update={"ops": ops}),
         }
     )
 

@@ -18,7 +18,7 @@ from tunesmith.data.preprocess import Preprocessor, plain_label
 from tunesmith.data.sources import BUILTIN_SETS, Features, RawData, load_source
 from tunesmith.data.splits import Fold, choose_split, dev_folds, test_split
 from tunesmith.errors import BadInput
-from tunesmith.recipe import DataConfig, DataFacts
+from tunesmith.recipe import DataConfig, DataFacts, resolve_data
 
 __all__ = ["BUILTIN_SETS", "LoadedData", "Prepared", "Preprocessor", "RawData", "load_data"]
 
@@ -134,7 +134,8 @@ def load_data(cfg: DataConfig, *, seed: int) -> LoadedData:
         seed=seed,
     )
     notes.update(dev_rows=len(raw), test_rows=0 if x_test is None else len(x_test), split=split)
-    return LoadedData(raw, task, kind, split, folds, x_test, y_test, classes, cfg, notes)
+    resolved = resolve_data(cfg, task=task, kind=kind, split=split)
+    return LoadedData(raw, task, kind, split, folds, x_test, y_test, classes, resolved, notes)
 
 
 def _infer_task(cfg: DataConfig, raw: RawData) -> str:

@@ -165,7 +165,7 @@ def _fit_table(x: pd.DataFrame, cfg: DataConfig) -> dict[str, Any]:
         state["filled"] += int(values.isna().sum())
         strings = values.fillna(fill).astype(str).to_numpy()[:, None]
         enc = OneHotEncoder(max_categories=cfg.max_categories, handle_unknown="infrequent_if_exist").fit(strings)
-        rare = set(enc.infrequent_categories_[0] or [])
+        rare = set() if enc.infrequent_categories_[0] is None else set(enc.infrequent_categories_[0])
         levels = [str(c) for c in enc.categories_[0] if c not in rare]
         state["categorical"].append({"name": str(col), "fill": fill, "levels": levels, "other": bool(rare)})
     state["shape"] = [len(numeric) + sum(len(c["levels"]) + c["other"] for c in state["categorical"])]
