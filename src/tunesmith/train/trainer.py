@@ -58,15 +58,20 @@ class TensorBatches:
         self.x, self.y, self.batch_size, self.shuffle, self.generator = x, y, batch_size, shuffle, generator
 
     def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
+        return math.ceil(self._rows() / self.batch_size)
+
+    def _rows(self) -> int:
+        """Rows served per epoch: a lone last row breaks batch norm in training, so it waits a turn."""
+        n = len(self.x)
+        return n - 1 if self.shuffle and n > 1 and n % self.batch_size == 1 else n
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.x)
+        n = self._rows()
         if not self.shuffle:
             for i in range(0, n, self.batch_size):
                 yield self.x[i : i + self.batch_size], self.y[i : i + self.batch_size]
             return
-        order = torch.randperm(n, generator=self.generator).to(self.x.device)
+        order = torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
         for i in range(0, n, self.batch_size):
             idx = order[i : i + self.batch_size]
             yield self.x[idx], self.y[idx]
