@@ -79,3 +79,11 @@ def test_resolved_recipe_round_trips_and_is_idempotent(tmp_path) -> None:
 def test_small_data_gets_a_smaller_batch() -> None:
     tiny = DataFacts(task="classification", kind="tabular", n_train=100, input_shape=(4,), n_outputs=3)
     assert resolve(Recipe(), tiny).train.batch_size == 16
+
+
+@pytest.mark.parametrize("name", ["mnist_like_cnn.yaml", "tabular_regression.yaml"])
+def test_example_recipes_are_valid(name: str) -> None:
+    from pathlib import Path
+
+    recipe = load_recipe(Path(__file__).parents[1] / "examples" / name)
+    assert recipe.name != "run" and recipe.train.epochs > 1
