@@ -223,3 +223,44 @@ def test_empty_and_mismatched_data_are_bad_input() -> None:
         train(cfg(), data=(np.zeros((10, 8), np.float32), np.zeros(9, np.int64)))
     with pytest.raises(BadInput, match="no rows"):
         train(cfg(), data=(np.zeros((0, 8), np.float32), np.zeros(0, np.int64)))
+
+
+def test_batches_are_reshuffled_every_epoch() -> None:
+    from tunesmith.train.trainer import TensorBatches
+
+    x = torch.arange(64).float()[:, None]
+    batches = TensorBatches(x, torch.arange(64), 16, shuffle=True, generator=torch.Generator().manual_seed(0))
+    first, second = ([int(b[0][0]) for b in batches] for _ in range(2))  # T07
+    assert first != second
+    assert sorted(torch.cat([xb for xb, _ in batches]).flatten().tolist()) == list(range(64))
+
+
+def test_binary_task_uses_one_logit_with_fused_bce() -> None:
+    from tunesmith.train.losses import ClassificationLoss, outputs_to_predictions
+
+    logits, target = torch.tensor([[2.0], [-1.0]]), torch.tensor([1, 0])
+    expected = nn.functional.binary_cross_entropy(torch.sigmoid(logits[:, 0]), target.float())
+    assert ClassificationLoss()(logits, target) == pytest.approx(float(expected))  # T12
+    predictions, proba = outputs_to_predictions("classification", logits.numpy())
+    assert predictions.tolist() == [1, 0] and proba.sum(axis=1) == pytest.approx([1.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("sgd", torch.optim.SGD),
+        ("adam", torch.optim.Adam),
+        ("adamw", torch.optim.AdamW),
+        ("rmsprop", torch.optim.RMSprop),
+        ("adagrad", torch.optim.Adagrad),
+    ],
+)
+def test_optimizer_choice(name: str, kind: type) -> None:
+    from tunesmith.train.optim import make_optimizer
+
+    opt = make_optimizer(mlp(), cfg(optimizer=name))  # T30
+    assert type(opt) is kind
+    decays = sorted(g["weight_decay"] for g in opt.param_groups)
+    assert decays == [0.0, 1e-4]  # weight decay on weight matrices, never on biases (T41)
+    if name == "sgd":
+        assert opt.defaults["nesterov"] and opt.defaults["momentum"] == 0.9
