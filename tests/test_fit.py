@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from tunesmith import fit as _api  # noqa: F401  (the lazy API must import)
-from tunesmith.fit import fit as ts_fit
+from tunesmith.fitting import fit as ts_fit
 from tests.conftest import run_cli
 
 QUICK = {"train.epochs": 3}

@@ -14,8 +14,13 @@ __version__ = "0.1.0"
 _API = {
     "Recipe": "tunesmith.recipe",
     "load_recipe": "tunesmith.recipe",
-    "fit": "tunesmith.fit",
-    "FitResult": "tunesmith.fit",
+    "fit": "tunesmith.fitting",
+    "FitResult": "tunesmith.fitting",
+    "predict": "tunesmith.predict",
+    "compare": "tunesmith.comparison",  # not tunesmith.compare: a submodule would shadow the function
+    "lr_find": "tunesmith.tune.lr_find",
+    "tune": "tunesmith.tune.study",
+    "doctor": "tunesmith.diagnosis",  # not tunesmith.doctor: a subpackage would shadow the function
     "load_data": "tunesmith.data",
     "Trainer": "tunesmith.train.trainer",
     "Callback": "tunesmith.train.callbacks",

@@ -57,7 +57,7 @@ def _user_errors() -> Iterator[None]:
 
 
 def _overrides(sets: list[str] | None, **flags: Any) -> dict[str, Any]:
-    from tunesmith.fit import SHORTCUTS
+    from tunesmith.fitting import SHORTCUTS
     from tunesmith.recipe import parse_set
 
     dotted = {SHORTCUTS[k]: v for k, v in flags.items() if v is not None}
@@ -82,11 +82,14 @@ def fit(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out after a crash or Ctrl-C.")] = False,
     set_: SetOpt = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    tensorboard: Annotated[
+        bool, typer.Option(help="TensorBoard event files under the run directory (needs tunesmith[tensorboard]).")
+    ] = False,
 ) -> None:
     """Train a model from data with the catalog's task-aware defaults; write a run directory."""
     with _user_errors():
-        from tunesmith.fit import fit as run_fit
-        from tunesmith.fit import summary_line
+        from tunesmith.fitting import fit as run_fit
+        from tunesmith.fitting import summary_line
 
         if resume and out is None:
             raise _bad("--resume needs --out DIR: the run directory to continue.")
@@ -103,8 +106,264 @@ def fit(
             device=device,
             cv=cv,
         )
-        result = run_fit(recipe, out=out, resume=resume, overrides=overrides, progress=not quiet)
+        callbacks: list[Any] = []
+        if tensorboard:
+            from tunesmith.train.tensorboard import TensorBoard
+
+            callbacks.append(TensorBoard())
+        result = run_fit(recipe, out=out, resume=resume, overrides=overrides, callbacks=callbacks, progress=not quiet)
         typer.echo(f"{result.run_dir}: {summary_line(result.metrics)} ({result.metrics['seconds']:.1f} s)")
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory (the --out of tunesmith fit).")],
+    data: Annotated[Path, typer.Option("--data", help="CSV/Parquet table, or .npz with an array 'x'.")],
+    out: Annotated[Path, typer.Option(help="Predictions file: .csv, .parquet or .npz.")] = Path("predictions.csv"),
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda (T54).")] = "auto",
+) -> None:
+    """Predict new rows with a trained run: same preprocessing, labels and probabilities in the original units."""
+    with _user_errors():
+        from tunesmith.predict import output_format, write_predictions
+        from tunesmith.predict import predict as run_predict
+
+        output_format(out)  # a bad --out fails before any work
+        frame = run_predict(run_dir, data, device=device)
+        write_predictions(frame, out)
+        typer.echo(f"{out}: {len(frame)} rows ({', '.join(frame.columns[:4])}{', ...' if frame.shape[1] > 4 else ''})")
+
+
+@app.command()
+def compare(
+    sources: Annotated[
+        list[Path] | None, typer.Argument(help="Recipe files (one variant each), or run directories to compare.")
+    ] = None,
+    data: DataOpt = None,
+    target: TargetOpt = None,
+    time: TimeOpt = None,
+    group: GroupOpt = None,
+    vary: Annotated[
+        list[str] | None, typer.Option("--vary", help="KEY=V1,V2,...: one variant per value (repeatable).")
+    ] = None,
+    seeds: Annotated[int | None, typer.Option(help="Seeds, shared by every variant (paired, T50); default 5.")] = None,
+    cv: Annotated[int | None, typer.Option(help="K folds per seed: pairs are (seed, fold).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs of every variant.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate of every variant.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size of every variant.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (T54).")] = None,
+    metric: Annotated[str | None, typer.Option(help="Validation metric of the verdicts (accuracy/rmse).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core, per run).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default runs/<timestamp>-compare).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the comparison in --out; finished runs are kept.")] = False,
+    determinism: Annotated[
+        bool, typer.Option(help="Run the first variant's first seed twice: repeats must agree (T50).")
+    ] = True,
+    set_: SetOpt = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Is a change a real improvement or seed noise? Variants on shared seeds, judged on validation data."""
+    with _user_errors():
+        from tunesmith.comparison import compare as run_compare
+        from tunesmith.comparison import parse_vary
+
+        overrides = _overrides(
+            set_,
+            data=data,
+            target=target,
+            time=time,
+            group=group,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            device=device,
+            cv=cv,
+        )
+        paths, base = list(sources or []), None
+        if vary and len(paths) == 1 and not paths[0].is_dir():  # one recipe file: the base that --vary varies
+            paths, base = [], paths[0]
+        result = run_compare(
+            paths or None,
+            vary=parse_vary(vary or []),
+            base=base,
+            seeds=seeds,
+            metric=metric,
+            out=out,
+            workers=workers,
+            resume=resume,
+            check_determinism=determinism,
+            progress=not quiet,
+            overrides=overrides,
+        )
+        result.render()
+        typer.echo(f"compare.json and the runs: {result.out}")
+
+
+@app.command("lr-find")
+def lr_find(
+    recipe: RecipeArg = None,
+    data: DataOpt = None,
+    target: TargetOpt = None,
+    time: TimeOpt = None,
+    group: GroupOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default runs/<timestamp>-lr-find).")] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Sweeps, one per seed: shows how the suggestion swings.")] = 3,
+    steps: Annotated[int, typer.Option(min=20, help="Steps of the exponential LR sweep.")] = 100,
+    set_: SetOpt = None,
+) -> None:
+    """LR range test (T31): suggest a learning rate with its evidence; write lr_find.json and lr_find.png."""
+    with _user_errors():
+        from tunesmith.fitting import make_recipe
+        from tunesmith.run import default_run_dir
+        from tunesmith.tune.lr_find import lr_find_recipe
+
+        chosen = make_recipe(recipe, overrides=_overrides(set_, data=data, target=target, time=time, group=group))
+        first = chosen.train.seed
+        result = lr_find_recipe(chosen, seeds=range(first, first + seeds), steps=steps)
+        folder = out if out is not None else default_run_dir("lr-find")
+        folder.mkdir(parents=True, exist_ok=True)
+        result.to_json(folder / "lr_find.json")
+        result.plot(folder / "lr_find.png")
+        for line in result.describe():
+            typer.echo(line)
+        typer.echo(f"curve and evidence: {folder / 'lr_find.json'}, plot: {folder / 'lr_find.png'}")
+
+
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(help="Study storage: postgresql://USER:PASSWORD@HOST/DB, sqlite:///FILE or a .journal file."),
+]
+
+
+def _log_progress(quiet: bool) -> None:
+    """tunesmith's INFO log lines (plan, one line per trial, decisions) go to stderr unless --quiet."""
+    import logging
+
+    logger = logging.getLogger("tunesmith")
+    if not quiet and not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+@app.command()
+def tune(
+    recipe: RecipeArg = None,
+    data: DataOpt = None,
+    target: TargetOpt = None,
+    time: TimeOpt = None,
+    group: GroupOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<timestamp>-tune).")] = None,
+    trials: Annotated[int | None, typer.Option(help="Trials in all, shared by every worker (default 30).")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds for the whole tune, refit included.")] = None,
+    workers: Annotated[int, typer.Option(help="Local worker processes (one torch thread each).")] = 1,
+    storage: StorageOpt = None,
+    study: Annotated[str | None, typer.Option(help="Study name (default: the run directory's name).")] = None,
+    strategy: Annotated[str | None, typer.Option(help="staged (the playbook, T53) or flat (one search).")] = None,
+    seed: Annotated[int | None, typer.Option(help="One seed for everything (T50).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the tune in --out after Ctrl-C or a crash.")] = False,
+    set_: SetOpt = None,
+    quiet: Annotated[bool, typer.Option(help="No plan, trial lines or progress bars.")] = False,
+) -> None:
+    """Tune a recipe with the staged playbook on Optuna (T52, T53); refit the winner and test it once."""
+    with _user_errors():
+        from tunesmith.fitting import summary_line
+        from tunesmith.tune.study import tune as run_tune
+
+        _log_progress(quiet)
+        overrides = _overrides(set_, data=data, target=target, time=time, group=group, seed=seed)
+        try:
+            result = run_tune(
+                recipe,
+                out=out,
+                resume=resume,
+                overrides=overrides,
+                storage=storage,
+                study=study,
+                workers=workers,
+                trials=trials,
+                timeout=timeout,
+                strategy=strategy,
+                progress=not quiet,
+            )
+        except KeyboardInterrupt:  # a second Ctrl-C: the running trial failed; --resume requeues it
+            _err("Interrupted. Finished trials are kept in the study: run the same command with --resume to continue.")
+            raise typer.Exit(130) from None
+        if not result.complete:
+            _err("Stopped: finished trials are kept in the study. Run the same command with --resume to continue.")
+            raise typer.Exit(130)
+        typer.echo(f"{result.run_dir}: {summary_line(result.metrics)} ({result.metrics['seconds']:.1f} s)")
+        typer.echo(f"best recipe: {result.run_dir / 'best_recipe.yaml'} (rerun it with `tunesmith fit`)")
+
+
+@app.command()
+def worker(
+    storage: Annotated[str, typer.Option(help="The study's storage (as given to `tunesmith tune --storage`).")],
+    study: Annotated[str, typer.Option(help="The study to join.")],
+    timeout: Annotated[float | None, typer.Option(help="Stop joining new trials after this many seconds.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No trial lines.")] = False,
+) -> None:
+    """Join a study started by `tunesmith tune` (any machine that reaches the storage and the data)."""
+    with _user_errors():
+        import time as clock
+
+        from tunesmith.tune.worker import join
+
+        _log_progress(quiet)
+        deadline = None if timeout is None else clock.time() + timeout
+        if not join(storage, study, deadline=deadline):
+            _err("Stopped: finished trials are kept in the study; start the worker again to continue.")
+            raise typer.Exit(130)
+        typer.echo(f"study {study!r}: every stage is done; `tunesmith tune` refits and tests the winner.")
+
+
+@app.command()
+def doctor(
+    recipe: RecipeArg = None,
+    data: DataOpt = None,
+    target: TargetOpt = None,
+    time: TimeOpt = None,
+    group: GroupOpt = None,
+    model: Annotated[str | None, typer.Option(help="A user model, package.module:Factory (no arguments).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate to diagnose (default: task-aware, T31).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size (default: from the data, T07).")] = None,
+    steps: Annotated[int, typer.Option(min=20, help="Optimizer steps of the short training run.")] = 200,
+    out: Annotated[Path | None, typer.Option(help="Write findings.json and report.html into this directory.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print the findings list as JSON instead of a table.")] = False,
+    set_: SetOpt = None,
+) -> None:
+    """Diagnose a setup: data, model and a short training run; evidence and the fix (T60-T67).
+
+    Exits 0 even when findings warn or fail (the diagnosis itself succeeded); gate on the statuses
+    in --json or findings.json. Exit 2: bad input (data, recipe, a --model that does not import).
+    """
+    with _user_errors():
+        from tunesmith.diagnosis import doctor_recipe
+
+        overrides = _overrides(set_, data=data, target=target, time=time, group=group, lr=lr, batch_size=batch_size)
+        if model is not None:
+            overrides["model.custom"] = model
+        diagnosis = doctor_recipe(recipe, overrides=overrides, steps=steps)
+        if out is not None:
+            from tunesmith.report import write_report
+
+            diagnosis.to_json(out)
+            write_report(out)
+        if json_:
+            typer.echo(diagnosis.to_json())
+        else:
+            diagnosis.render()
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by fit, tune, doctor or compare.")],
+) -> None:
+    """(Re)write RUN_DIR/report.html: one self-contained page of plots and tables (no network needed)."""
+    with _user_errors():
+        from tunesmith.report import write_report
+
+        typer.echo(write_report(run_dir))
 
 
 def _bad(message: str) -> Exception:

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tunesmith.errors import BadInput, closest
+from tunesmith.tune.space import TuneConfig
 
 __all__ = ["DataFacts", "Recipe", "load_recipe", "resolve", "resolve_data"]
 
@@ -137,6 +138,7 @@ class TrainConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"  # T54: auto takes a GPU when one is present
     threads: int | None = Field(None, ge=1)  # torch intra-op threads; None keeps torch's default
     checkpoint: bool = True  # write checkpoint.pt after every epoch so --resume can continue
+    monitor: bool = True  # T65, T66: layers.csv from hooks on one batch per epoch; off saves that batch's overhead
 
 
 class Recipe(_Section):
@@ -144,6 +146,7 @@ class Recipe(_Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    tune: TuneConfig = TuneConfig()  # used by `tunesmith tune` only (T52, T53)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -194,6 +197,17 @@ def parse_set(items: list[str]) -> dict[str, Any]:
             raise BadInput(f"--set expects dotted.key=value (e.g. train.lr=3e-4). Got {item!r} instead.")
         out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
     return out
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 1e-3}} -> {"train.lr": 1e-3}: the dotted keys that `--set` and overrides use."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:

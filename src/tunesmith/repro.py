@@ -34,7 +34,7 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> None:
 
 def environment(device: torch.device) -> dict[str, Any]:
     """The facts that decide whether two runs can be compared number for number."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for dist in ("tunesmith", "torch", "numpy", "scikit-learn", "pandas", "optuna"):
         try:
             versions[dist] = metadata.version(dist)

@@ -55,11 +55,13 @@ class LoadedData:
     def prepare(self, fold: int = 0) -> Prepared:
         """Fit preprocessing on the fold's training rows and transform train, val and test."""
         f = self.folds[fold]
-        x_tr, x_va = _take(self.raw.x, f.train), _take(self.raw.x, f.val)
+        x_tr = _take(self.raw.x, f.train)
         y_tr = None if self.raw.y is None else self.raw.y[f.train]
         y_va = None if self.raw.y is None else self.raw.y[f.val]
         pre = Preprocessor.fit(x_tr, y_tr, cfg=self.cfg, task=self.task, kind=self.kind, classes=self.classes)
-        xt_tr, xt_va = pre.transform_x(x_tr), pre.transform_x(x_va)
+        xt_tr = pre.transform_x(x_tr)
+        del x_tr  # peak memory: the raw training copy goes before the validation copy is made
+        xt_va = pre.transform_x(_take(self.raw.x, f.val))
         xt_te = None if self.x_test is None else pre.transform_x(self.x_test)
 
         def target(x: np.ndarray | None, y: np.ndarray | None) -> np.ndarray | None:
@@ -68,19 +70,19 @@ class LoadedData:
             return x if self.task == "reconstruction" else pre.transform_y(y)  # type: ignore[arg-type]
 
         facts = DataFacts(
-            task=self.task,
-            kind=self.kind,
-            n_train=len(xt_tr),  # type: ignore[arg-type]
+            task=self.task,  # type: ignore[arg-type]
+            kind=self.kind,  # type: ignore[arg-type]
+            n_train=len(xt_tr),
             input_shape=tuple(xt_tr.shape[1:]),
             n_outputs=pre.n_outputs,
             split=self.split,
         )
         return Prepared(
             xt_tr,
-            target(xt_tr, y_tr),
+            target(xt_tr, y_tr),  # type: ignore[arg-type]
             xt_va,
-            target(xt_va, y_va),
-            xt_te,  # type: ignore[arg-type]
+            target(xt_va, y_va),  # type: ignore[arg-type]
+            xt_te,
             target(xt_te, self.y_test),
             pre,
             facts,
@@ -100,7 +102,8 @@ def load_data(cfg: DataConfig, *, seed: int) -> LoadedData:
     if cfg.drop_duplicates and isinstance(raw.x, pd.DataFrame):  # T03: exact copies would straddle splits
         keep = ~_duplicated(raw.x, raw.y)
         notes["duplicates_dropped"] = int((~keep).sum())
-        raw = _subset(raw, np.flatnonzero(keep))
+        if not keep.all():  # no copy of the whole table when nothing is dropped
+            raw = _subset(raw, np.flatnonzero(keep))
     classes = None
     if task == "classification":
         classes = sorted({plain_label(v) for v in raw.y}, key=lambda v: (str(type(v)), v))  # type: ignore[union-attr]
@@ -154,8 +157,21 @@ def _infer_task(cfg: DataConfig, raw: RawData) -> str:
 
 
 def _duplicated(x: pd.DataFrame, y: np.ndarray | None) -> np.ndarray:
-    frame = x if y is None else x.assign(__target__=np.asarray(y).reshape(len(x), -1)[:, 0])
-    return frame.duplicated().to_numpy()
+    """Exact `DataFrame.duplicated()` of (x, y) rows without a copy of the table: rows whose 64-bit hash
+    repeats are the only candidates, and only those are compared (a per-column factorization of the
+    whole table would hold int64 codes: twice a float32 table)."""
+    hashes = pd.util.hash_pandas_object(x, index=False).to_numpy()
+    if y is not None:
+        target = pd.util.hash_array(np.asarray(y).reshape(len(x), -1)[:, 0])
+        hashes = hashes ^ (target * np.uint64(0x9E3779B97F4A7C15))  # uint64 arithmetic wraps
+    rows = np.flatnonzero(pd.Series(hashes).duplicated(keep=False).to_numpy())
+    out = np.zeros(len(x), dtype=bool)
+    if len(rows):
+        frame = x.iloc[rows]
+        if y is not None:
+            frame = frame.assign(__target__=np.asarray(y).reshape(len(x), -1)[rows, 0])
+        out[rows] = frame.duplicated().to_numpy()
+    return out
 
 
 def _subset(raw: RawData, rows: np.ndarray) -> RawData:

@@ -30,6 +30,8 @@ from tunesmith.recipe import DataConfig
 __all__ = ["Preprocessor"]
 
 Features = pd.DataFrame | np.ndarray
+BLOCK_BYTES = 2 * 2**20  # numeric columns are fitted/transformed in float64 blocks of about this size;
+# scikit-learn's imputer and scaler hold a few copies of a block, so this bounds their extra memory
 
 
 class Preprocessor:
@@ -120,8 +122,7 @@ def _missing_error(n_bad: int, where: str) -> BadInput:
 
 
 def _fit_table(x: pd.DataFrame, cfg: DataConfig) -> dict[str, Any]:
-    from sklearn.impute import SimpleImputer
-    from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
+    from sklearn.preprocessing import OneHotEncoder
 
     numeric = [c for c in x.columns if pd.api.types.is_numeric_dtype(x[c]) and not pd.api.types.is_bool_dtype(x[c])]
     categorical = [c for c in x.columns if c not in numeric]
@@ -132,31 +133,8 @@ def _fit_table(x: pd.DataFrame, cfg: DataConfig) -> dict[str, Any]:
         "filled": 0,
     }
     if numeric:
-        values = x[numeric].to_numpy(dtype=np.float64, copy=True)
-        bad = ~np.isfinite(values)
-        if bad.any() and cfg.impute == "none":
-            raise _missing_error(
-                int(bad.sum()), "columns " + ", ".join(str(numeric[i]) for i in np.flatnonzero(bad.any(0))[:5])
-            )
-        values[bad] = np.nan
-        state["filled"] = int(bad.sum())
-        strategy = "median" if cfg.impute in ("interpolate", "none") else cfg.impute  # the fallback of interpolation
-        all_nan = np.isnan(values).all(axis=0)
-        values[:, all_nan] = 0.0  # a column with no value at all is filled with 0
-        imputer = SimpleImputer(strategy=strategy, keep_empty_features=True).fit(values)
-        values = imputer.transform(values)
-        lo, hi = np.full(len(numeric), -np.inf), np.full(len(numeric), np.inf)
-        if cfg.outliers == "clip":
-            lo, hi = np.quantile(values, [cfg.clip_quantile, 1 - cfg.clip_quantile], axis=0)
-            values = np.clip(values, lo, hi)
-        center, scale = _fit_scale(values, cfg.scale, StandardScaler, MinMaxScaler)
-        state["numeric"].update(
-            fill=imputer.statistics_.tolist(),
-            lo=lo.tolist(),
-            hi=hi.tolist(),
-            center=center.tolist(),
-            scale=scale.tolist(),
-        )
+        stats, state["filled"] = _fit_numeric(x, numeric, cfg)
+        state["numeric"].update(stats)
     for col in categorical:
         values = x[col].astype("string").fillna(pd.NA)
         if values.isna().any() and cfg.impute == "none":
@@ -170,6 +148,42 @@ def _fit_table(x: pd.DataFrame, cfg: DataConfig) -> dict[str, Any]:
         state["categorical"].append({"name": str(col), "fill": fill, "levels": levels, "other": bool(rare)})
     state["shape"] = [len(numeric) + sum(len(c["levels"]) + c["other"] for c in state["categorical"])]
     return state
+
+
+def _blocks(names: list[Any], rows: int) -> list[list[Any]]:
+    """Numeric columns in blocks of about BLOCK_BYTES as float64: statistics stay exact (per column, in
+    float64) while the memory they need stays bounded whatever the number of rows (issue 7 scale target)."""
+    size = max(1, BLOCK_BYTES // (8 * max(1, rows)))
+    return [names[i : i + size] for i in range(0, len(names), size)]
+
+
+def _fit_numeric(x: pd.DataFrame, numeric: list[Any], cfg: DataConfig) -> tuple[dict[str, list[float]], int]:
+    """T01, T03, T04 statistics of the numeric columns: (fill, lo, hi, center, scale), values filled."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+    strategy = "median" if cfg.impute in ("interpolate", "none") else cfg.impute  # the fallback of interpolation
+    stats: dict[str, list[np.ndarray]] = {"fill": [], "lo": [], "hi": [], "center": [], "scale": []}
+    n_bad: list[int] = []
+    for block in _blocks(numeric, len(x)):
+        values = x[block].to_numpy(dtype=np.float64, copy=True)  # (N, k)
+        bad = ~np.isfinite(values)
+        n_bad.extend(bad.sum(axis=0).tolist())
+        values[bad] = np.nan
+        all_nan = np.isnan(values).all(axis=0)
+        values[:, all_nan] = 0.0  # a column with no value at all is filled with 0
+        imputer = SimpleImputer(strategy=strategy, keep_empty_features=True).fit(values)
+        values = imputer.transform(values)
+        lo, hi = np.full(len(block), -np.inf), np.full(len(block), np.inf)
+        if cfg.outliers == "clip":
+            lo, hi = np.quantile(values, [cfg.clip_quantile, 1 - cfg.clip_quantile], axis=0)
+            values = np.clip(values, lo, hi)
+        center, scale = _fit_scale(values, cfg.scale, StandardScaler, MinMaxScaler)
+        for key, value in zip(stats, (imputer.statistics_, lo, hi, center, scale), strict=True):
+            stats[key].append(value)
+    if sum(n_bad) and cfg.impute == "none":
+        raise _missing_error(sum(n_bad), "columns " + ", ".join(str(numeric[i]) for i in np.flatnonzero(n_bad)[:5]))
+    return {key: np.concatenate(parts).tolist() for key, parts in stats.items()}, sum(n_bad)
 
 
 def _fit_scale(values: np.ndarray, how: str, standard: Any, minmax: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -187,9 +201,11 @@ def _apply_table(state: dict[str, Any], x: Features) -> np.ndarray:
     if not isinstance(x, pd.DataFrame):
         x = pd.DataFrame(np.asarray(x), columns=state["columns"])
     num = state["numeric"]
-    parts: list[np.ndarray] = []
-    if num["names"]:
-        values = x[num["names"]].to_numpy(dtype=np.float64, copy=True)
+    out = np.empty((len(x), state["shape"][0]), np.float32)  # filled block by block: no concatenated copy
+    start = 0
+    for block in _blocks(num["names"], len(x)):
+        cols = slice(start, start + len(block))
+        values = x[block].to_numpy(dtype=np.float64, copy=True)  # (N, k)
         bad = ~np.isfinite(values)
         if bad.any():
             if state["impute"] == "none":
@@ -197,19 +213,23 @@ def _apply_table(state: dict[str, Any], x: Features) -> np.ndarray:
             values[bad] = np.nan
             if state["impute"] == "interpolate":  # T01: ordered rows borrow from their neighbours
                 values = pd.DataFrame(values).interpolate(limit_direction="both").to_numpy()
-            values = np.where(np.isnan(values), np.asarray(num["fill"]), values)
-        values = np.clip(values, num["lo"], num["hi"])
-        parts.append(((values - num["center"]) / num["scale"]).astype(np.float32))
+            values = np.where(np.isnan(values), np.asarray(num["fill"][cols]), values)
+        np.clip(values, num["lo"][cols], num["hi"][cols], out=values)
+        values -= num["center"][cols]
+        values /= num["scale"][cols]
+        out[:, cols] = values
+        start += len(block)
     for cat in state["categorical"]:
         strings = x[cat["name"]].astype("string").fillna(cat["fill"]).astype(str).to_numpy()
         lookup = {level: i for i, level in enumerate(cat["levels"])}
         width = len(cat["levels"]) + cat["other"]
         codes = np.array([lookup.get(s, len(cat["levels"]) if cat["other"] else -1) for s in strings])
-        onehot = np.zeros((len(strings), width), np.float32)
+        onehot = out[:, start : start + width]
+        onehot[:] = 0.0
         hit = codes >= 0  # unseen levels without an "other" column stay all-zero
         onehot[np.flatnonzero(hit), codes[hit]] = 1.0
-        parts.append(onehot)
-    return np.concatenate(parts, axis=1) if parts else np.zeros((len(x), 0), np.float32)
+        start += width
+    return out
 
 
 def _fit_array(x: np.ndarray, cfg: DataConfig, kind: str) -> dict[str, Any]:

@@ -169,7 +169,7 @@ def _as_kind(x: np.ndarray, kind: str) -> Features:
     if kind == "tabular":
         if x.ndim != 2:
             raise BadInput(f"data.kind is 'tabular' but x has shape {x.shape}; tables are (rows, features).")
-        return pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
+        return pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])], copy=False)  # a view: no second table
     if kind == "image" and x.ndim == 3:  # (N, H, W) grey images
         x = x[:, None]
     return x.astype(np.float32, copy=False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,15 @@ __all__ = ["DataArg", "Trainer", "resolve_device"]
 
 Augment = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 DataArg = tuple[Any, Any] | Dataset | DataLoader  # (x, y) arrays/tensors, a Dataset or a DataLoader
+
+
+class Batches(Protocol):
+    """What the loop iterates: TensorBatches or a DataLoader."""
+
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
 EVAL_BATCH = 1024
 
 
@@ -108,12 +117,12 @@ class Trainer:
         self.should_stop = False
         self.best_epoch: int | None = None
         self.accumulate = _accumulation(cfg)
-        self._weights = [p for p in model.parameters() if p.ndim >= 2 and p.requires_grad]
+        self._weights: list[torch.Tensor] = [p for p in model.parameters() if p.ndim >= 2 and p.requires_grad]
         self.optimizer: torch.optim.Optimizer | None = None
         self.schedule: Schedule | None = None
 
     # ---- data ----------------------------------------------------------------------------------
-    def batches(self, data: DataArg, *, train: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]] | Any:
+    def batches(self, data: DataArg, *, train: bool) -> Batches:
         if isinstance(data, DataLoader):
             return data  # the user's loader decides order and batch size
         if isinstance(data, Dataset):
@@ -130,8 +139,8 @@ class Trainer:
         return TensorBatches(
             x,
             y,
-            self.cfg.batch_size if train else EVAL_BATCH,
-            shuffle=train,  # type: ignore[arg-type]
+            self.cfg.batch_size if train else EVAL_BATCH,  # type: ignore[arg-type]
+            shuffle=train,
             generator=self.generator,
         )
 

@@ -31,6 +31,7 @@ from tunesmith.repro import environment, seed_everything
 from tunesmith.run import RunDir, default_run_dir, write_json
 from tunesmith.train.callbacks import Callback, Checkpoint, HistoryCSV, Progress, atomic_save
 from tunesmith.train.losses import class_report, outputs_to_predictions
+from tunesmith.train.monitor import LayerMonitor
 from tunesmith.train.trainer import Trainer, resolve_device
 
 __all__ = ["SHORTCUTS", "FitResult", "fit", "make_recipe"]
@@ -151,6 +152,9 @@ def fit(
     history = pd.concat([f["history"].assign(fold=k + 1) for k, f in enumerate(folds)], ignore_index=True)
     if len(folds) == 1:
         history = history.drop(columns="fold")
+    from tunesmith.report import write_report  # lazy: matplotlib and jinja2 load only here
+
+    write_report(run.path)
     return FitResult(metrics, history, chosen["model"], resolved, run.path, chosen["prepared"])
 
 
@@ -189,6 +193,8 @@ def _fit_fold(
         HistoryCSV(fold_dir / "history.csv"),
         *callbacks,
     ]
+    if recipe.train.monitor:  # T65, T66: before Checkpoint, so its rows are in the checkpoint
+        hooks.append(LayerMonitor(fold_dir / "layers.csv"))
     if recipe.train.checkpoint:
         hooks.append(Checkpoint(checkpoint))
     if progress:
@@ -213,12 +219,23 @@ def _fit_fold(
             out, y = trainer.outputs((prep.x_test, prep.y_test))
             predictions, _ = outputs_to_predictions("classification", out.float().cpu().numpy())
             result["test_report"] = class_report(predictions, y.cpu().numpy(), prep.preprocessor.classes or [])
+        elif prep.facts.task == "regression":  # the report's residual plots, in target units (T05)
+            out, y = trainer.outputs((prep.x_test, prep.y_test))
+            true, pred = (prep.preprocessor.inverse_y(t.float().cpu().numpy().reshape(len(t), -1)) for t in (y, out))
+            _write_predictions(fold_dir / "test_predictions.csv", true, pred)
     atomic_save(trainer.model.state_dict(), fold_dir / "model.pt")
     prep.preprocessor.save(fold_dir / "preprocess.json")
     if n_folds > 1:
         write_json(fold_dir / "fold.json", result)
     checkpoint.unlink(missing_ok=True)
     return {**result, "model": trainer.model, "history": trainer.history_frame(), "prepared": prep}
+
+
+def _write_predictions(path: Path, true: np.ndarray, pred: np.ndarray) -> None:
+    """test_predictions.csv: y_true, y_pred (y_true_0, y_pred_0, ... for several targets)."""
+    names = [""] if true.shape[1] == 1 else [f"_{j}" for j in range(true.shape[1])]
+    columns = {f"y_{kind}{n}": v[:, j] for j, n in enumerate(names) for kind, v in (("true", true), ("pred", pred))}
+    pd.DataFrame(columns).to_csv(path, index=False)
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:

@@ -1,0 +1,249 @@
+"""tunesmith doctor: find what is wrong with a training setup, show the evidence, name the fix (T60-T67).
+
+    import tunesmith as ts
+    diag = ts.doctor(model, train=(x, y), val=(x_val, y_val), task="classification",
+                     loss_fn=nn.CrossEntropyLoss(), optimizer="sgd", lr=0.1, batch_size=64)
+    diag.failed                 # warn/fail findings, worst first
+    diag.findings[0].evidence   # the numbers behind a verdict: value, threshold, curves
+    diag.to_json("runs/x")      # findings.json
+
+Thirty-two checks in three groups (data, model, short run; docs/doctor.md lists each with its
+method and threshold) read a `Context` of private copies: the user's model and tensors are never
+modified, and the global RNG state is restored afterwards. `doctor_recipe` builds the same setup
+the way `tunesmith fit` would (load -> prepare -> resolve -> build) for the CLI.
+
+The package is `tunesmith.diagnosis`, not `tunesmith.doctor`: importing a subpackage of that name
+would rebind `tunesmith.doctor` to the module and shadow the function `ts.doctor` (as `compare`
+lives in `tunesmith.comparison`).
+
+Sources: Karpathy 2019 ("A Recipe for Training Neural Networks"); Ben Braiek & Khomh 2022
+(TheDeepChecker); Zhang et al. 2021 (AUTOTRAINER); Schneider et al. 2021 (Cockpit); deepchecks.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time as clock
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tunesmith.diagnosis.base import Check, check_ids, create_check, register_check
+from tunesmith.diagnosis.context import Context
+from tunesmith.diagnosis.finding import SEVERITY, Finding
+from tunesmith.diagnosis.inputs import build_context
+from tunesmith.diagnosis.runner import run_all
+from tunesmith.recipe import Recipe
+from tunesmith.run import write_json
+from tunesmith.train.losses import LossFn
+
+__all__ = [
+    "SEVERITY",
+    "Check",
+    "Diagnosis",
+    "Finding",
+    "check_ids",
+    "create_check",
+    "doctor",
+    "doctor_recipe",
+    "register_check",
+]
+
+
+@dataclass
+class Diagnosis:
+    """The doctor's result: one finding per check, in check order."""
+
+    findings: list[Finding]
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per check
+    seconds: float = 0.0  # the whole diagnosis
+
+    @property
+    def failed(self) -> list[Finding]:
+        """The warn and fail findings, worst first."""
+        return sorted((f for f in self.findings if f.failed), key=lambda f: f.rank)
+
+    def __getitem__(self, check: str) -> Finding:
+        for finding in self.findings:
+            if finding.check == check:
+                return finding
+        raise KeyError(f"No finding for check {check!r}; checks: {', '.join(f.check for f in self.findings)}.")
+
+    def render(self) -> None:
+        """Print the findings as a table (worst first), then the fix of every warn/fail (rich)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        colours = {"fail": "bold red", "warn": "yellow", "info": "cyan", "ok": "green", "skipped": "dim"}
+        table = Table(show_lines=False, title="tunesmith doctor")
+        for column in ("status", "check", "finding"):
+            table.add_column(column, overflow="fold")
+        for f in sorted(self.findings, key=lambda f: f.rank):
+            table.add_row(f"[{colours[f.status]}]{f.status}[/]", f.check, f.summary)
+        console = Console()
+        console.print(table)
+        for f in self.failed:
+            tricks = f" ({', '.join(f.tricks)})" if f.tricks else ""
+            console.print(f"[{colours[f.status]}]{f.check}[/]: {f.advice}{tricks}")
+        counts = ", ".join(f"{sum(f.status == s for f in self.findings)} {s}" for s in SEVERITY)
+        console.print(f"{len(self.findings)} checks: {counts} ({self.seconds:.1f} s)")
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [f.to_dict() for f in self.findings]
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The findings list as JSON; written to `path` (a directory gets `findings.json`) when given."""
+        if path is not None:
+            target = Path(path)
+            if target.is_dir() or not target.suffix:
+                target.mkdir(parents=True, exist_ok=True)
+                target = target / "findings.json"
+            write_json(target, self.to_list())
+        return json.dumps(self.to_list(), indent=2)
+
+
+def doctor(
+    model: nn.Module | None = None,
+    *,
+    train: Any,
+    val: Any = None,
+    task: str | None = None,
+    loss_fn: nn.Module | LossFn | None = None,
+    optimizer: str | type[torch.optim.Optimizer] | Callable[..., torch.optim.Optimizer] | None = None,
+    lr: float | None = None,
+    batch_size: int | None = None,
+    time: tuple[Any, Any] | None = None,
+    groups: tuple[Any, Any] | None = None,
+    schedule: str | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    steps: int = 200,
+    device: str = "auto",
+    checks: Sequence[str] | None = None,
+) -> Diagnosis:
+    """Diagnose a training setup; unset arguments default to what `tunesmith fit` would choose.
+
+    train, val: (x, y) arrays/tensors/DataFrames, a Dataset or a DataLoader (its batches are read
+        exactly as training would read them).
+    task: classification | regression | reconstruction (default: integer targets classify).
+    optimizer: a name (sgd, adam, adamw, rmsprop, adagrad), a torch.optim class, or a factory
+        called as factory(params, lr=lr).
+    time, groups: one array per split, (t_train, t_val) and (g_train, g_val).
+    schedule, epochs: the LR schedule and training length the setup will use (checked by simulation).
+    steps: optimizer steps of the short training run. checks: ids to run (default: all).
+    """
+    started = clock.perf_counter()
+    with _preserved_global_state():
+        ctx = build_context(
+            model,
+            train=train,
+            val=val,
+            task=task,
+            loss_fn=loss_fn,
+            optimizer=optimizer,
+            lr=lr,
+            batch_size=batch_size,
+            time=time,
+            groups=groups,
+            schedule=schedule,
+            epochs=epochs,
+            seed=seed,
+            steps=steps,
+            device=device,
+        )
+        return _diagnose(ctx, checks, started)
+
+
+def doctor_recipe(
+    recipe: Recipe | str | Path | None = None,
+    *,
+    overrides: dict[str, Any] | None = None,
+    steps: int = 200,
+    checks: Sequence[str] | None = None,
+) -> Diagnosis:
+    """Diagnose the setup `tunesmith fit` would train: load -> prepare(fold 0) -> resolve -> build."""
+    from tunesmith.data import load_data
+    from tunesmith.fitting import make_recipe
+    from tunesmith.models import build_model
+    from tunesmith.recipe import resolve
+    from tunesmith.repro import seed_everything
+
+    started = clock.perf_counter()
+    recipe = make_recipe(recipe, overrides=overrides)
+    seed = recipe.train.seed
+    with _preserved_global_state():
+        seed_everything(seed)
+        loaded = load_data(recipe.data, seed=seed)
+        prep = loaded.prepare(0)
+        resolved = resolve(recipe, prep.facts)
+        facts = prep.facts
+        model = build_model(resolved.model, kind=facts.kind, input_shape=facts.input_shape, n_outputs=facts.n_outputs)
+        fold, raw = loaded.folds[0], loaded.raw
+        has_val = len(prep.x_val) > 0
+
+        def per_split(values: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+            return None if values is None or not has_val else (values[fold.train], values[fold.val])
+
+        ctx = build_context(
+            model,
+            train=(prep.x_train, prep.y_train),
+            val=(prep.x_val, prep.y_val) if has_val else None,
+            task=facts.task,
+            time=per_split(raw.time),
+            groups=per_split(raw.groups),
+            seed=seed,
+            steps=steps,
+            device=resolved.train.device,
+            cfg=resolved.train,
+            feature_names=_feature_names(prep.preprocessor.state),
+            notes={
+                "imputed": prep.preprocessor.state.get("filled", 0),
+                "impute": recipe.data.impute,
+                "duplicates_dropped": loaded.notes.get("duplicates_dropped", 0),
+            },
+        )
+        return _diagnose(ctx, checks, started)
+
+
+def _diagnose(ctx: Context, checks: Sequence[str] | None, started: float) -> Diagnosis:
+    if ctx.cfg.threads:  # train.threads, as `fit` honours it (restored afterwards)
+        torch.set_num_threads(ctx.cfg.threads)
+    try:
+        findings, timings = run_all(ctx, checks)
+    finally:
+        ctx.restore_loader()  # the user's DataLoader RNGs end where they started
+    return Diagnosis(findings, timings, clock.perf_counter() - started)
+
+
+def _feature_names(state: dict[str, Any]) -> list[str] | None:
+    """Column names of a preprocessed table: numeric columns, then one column per category level."""
+    if state.get("kind") != "tabular":
+        return None
+    names = list(state["numeric"]["names"])
+    for cat in state["categorical"]:
+        names += [f"{cat['name']}={level}" for level in cat["levels"]] + (
+            [f"{cat['name']}=other"] if cat["other"] else []
+        )
+    return names
+
+
+@contextmanager
+def _preserved_global_state() -> Iterator[None]:
+    """The doctor seeds and sets threads for its runs; the caller's RNGs and settings come back unchanged."""
+    py, np_state = random.getstate(), np.random.get_state()
+    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []):
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(np_state)
+            torch.use_deterministic_algorithms(deterministic)
+            torch.set_num_threads(threads)

@@ -1,0 +1,210 @@
+"""Model checks before any training (catalog T13-T15, T33).
+
+Each check works on a fresh copy of the model through forward hooks and autograd only, so any
+nn.Module qualifies. Methods and sources:
+
+- bad_init (T13): output scale across the hidden layers (He 2015 keeps it constant) and identical
+  units (a symmetric init never breaks symmetry).
+- batchnorm_small_batch (T14, T33): Wu & He 2018 (Group Normalization): BatchNorm degrades below
+  16 samples per batch.
+- batch_independence: Karpathy 2019: the gradient of one sample's output must not reach other
+  samples' inputs.
+- train_eval_mode (T14, T15): in eval mode the same input gives the same output, whatever the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from tunesmith.diagnosis.base import Check, Skip, measured, register_check
+from tunesmith.diagnosis.context import Context
+from tunesmith.diagnosis.finding import Finding, fmt
+from tunesmith.train.trainer import TensorBatches
+
+__all__ = ["BadInit", "BatchIndependence", "BatchNormSmallBatch", "TrainEvalMode"]
+
+SCALE_LIMIT = 10.0  # hidden-layer output scale shrinks or grows 10x across depth
+SYMMETRY = 1e-3  # units differ by less than this share of the layer's spread: copies of each other
+BN_MIN_BATCH = 16
+EVAL_TOLERANCE = 1e-3  # relative output difference between eval passes
+
+
+@register_check
+class BadInit(Check):
+    """Hidden-layer output scale shrinking or growing across depth, or units that are copies of each other."""
+
+    id = "bad_init"
+    group = "model"
+    tricks = ("T13",)
+
+    def run(self, ctx: Context) -> Finding:
+        hidden = ctx.init.layers[:-1]  # the last weighted layer is the output head
+        copies = [s.name for s in hidden if s.out_std > 0 and s.unit_spread < SYMMETRY]
+        advice = "Use Kaiming init for ReLU-family layers and Xavier for tanh/sigmoid, with zero biases (T13)."
+        if copies:
+            return self.found(
+                "warn",
+                f"Every unit of {', '.join(copies)} computes the same value (unit spread < {SYMMETRY}): a constant or "
+                "symmetric initialization, which gradient descent never breaks.",
+                advice=advice,
+                value=min(s.unit_spread for s in hidden if s.name in copies),
+                threshold=SYMMETRY,
+                layers=copies,
+            )
+        if len(hidden) < 2:
+            raise Skip("fewer than two hidden weighted layers: no depth to compare across")
+        first, last = hidden[0].out_std, hidden[-1].out_std
+        ratio = last / first if first > 0 else math.inf
+        evidence: dict[str, Any] = {
+            "value": ratio,
+            "threshold": SCALE_LIMIT if ratio >= 1 else 1 / SCALE_LIMIT,
+            "stds": [s.out_std for s in hidden],
+        }
+        if not 1 / SCALE_LIMIT <= ratio <= SCALE_LIMIT:
+            way = "grows" if ratio > 1 else "shrinks"
+            return self.found(
+                "warn",
+                f"The hidden outputs' scale {way} across depth: {hidden[-1].name} / {hidden[0].name} = "
+                f"{measured(ratio, evidence['threshold'], above=ratio > 1)} at initialization.",
+                advice=advice,
+                **evidence,
+            )
+        return self.ok(f"Hidden output scales stay within 10x across depth (last/first {fmt(ratio)}).", **evidence)
+
+
+@register_check
+class BatchNormSmallBatch(Check):
+    """BatchNorm layers trained on small batches (noisy batch statistics)."""
+
+    id = "batchnorm_small_batch"
+    group = "model"
+    tricks = ("T14", "T33")
+
+    def run(self, ctx: Context) -> Finding:
+        norms = [m for m in ctx.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return self.ok("The model has no BatchNorm layers.")
+        sizes = [len(b) for b in ctx.batch_targets] or self._sizes(len(ctx.x_train), ctx.batch_size)  # as served
+        smallest, batch = min(sizes), max(sizes)
+        evidence: dict[str, Any] = {
+            "value": batch,
+            "threshold": BN_MIN_BATCH,
+            "smallest_batch": smallest,
+            "layers": len(norms),
+        }
+        advice = (
+            "Train with batches of 32 or more, or replace BatchNorm by GroupNorm/LayerNorm, which do not depend "
+            "on the batch (T14; T33 for the batch size)."
+        )
+        if batch < BN_MIN_BATCH:
+            return self.found(
+                "warn",
+                f"{len(norms)} BatchNorm layers see batches of {batch} samples (< threshold {BN_MIN_BATCH}): their "
+                f"statistics are noisy (a variance estimate from {batch} values is off by "
+                f"~{math.sqrt(2 / max(1, batch - 1)):.0%}).",
+                advice=advice,
+                **evidence,
+            )
+        if smallest == 1 and any(isinstance(m, nn.BatchNorm1d) for m in norms):
+            return self.found(
+                "warn",
+                "A batch of 1 sample comes up every epoch: BatchNorm1d cannot normalize it (training raises).",
+                advice="Drop the last incomplete batch (drop_last=True) or change the batch size (T33).",
+                **evidence,
+            )
+        return self.ok(f"BatchNorm sees batches of {batch} samples.", **evidence)
+
+    @staticmethod
+    def _sizes(n: int, batch: int) -> list[int]:
+        """Batch sizes of one epoch as the Trainer serves in-memory rows (it holds back a lone last row)."""
+        rows = torch.arange(n)
+        return [len(b) for b, _ in TensorBatches(rows, rows, batch, shuffle=True)]
+
+
+@register_check
+class BatchIndependence(Check):
+    """Gradient of one sample's output with respect to the other samples' inputs (eval mode): must be zero."""
+
+    id = "batch_independence"
+    group = "model"
+    tricks = ()  # the fix is in the model's code (a reshape), not a catalog trick
+
+    def run(self, ctx: Context) -> Finding:
+        x, _ = ctx.probe_batch(8)
+        if len(x) < 2 or not x.is_floating_point():
+            raise Skip("needs at least two rows of floating-point inputs")
+        model = ctx.fresh_model().eval()
+        worst = 0.0
+        for i in (0, len(x) - 1):
+            xi = x.clone().requires_grad_(True)
+            out = model(xi)
+            (grad,) = torch.autograd.grad(out[i].sum(), xi, allow_unused=True)
+            if grad is None:
+                continue
+            own = float(grad[i].norm())
+            others = float(torch.cat([grad[:i], grad[i + 1 :]]).norm())
+            worst = max(worst, others / own if own > 0 else (math.inf if others > 0 else 0.0))
+        evidence: dict[str, Any] = {"value": worst, "threshold": 1e-6}
+        if worst > 1e-6:
+            return self.found(
+                "fail",
+                f"Sample outputs depend on other samples' inputs: gradient ratio {measured(worst, 1e-6)} (0 for "
+                "independent samples).",
+                advice="A reshape mixes the batch axis: use permute/transpose rather than view to move axes, pass "
+                "batch_first=True to recurrent layers fed (batch, time, features), and never normalize over the "
+                "batch axis at inference.",
+                **evidence,
+            )
+        return self.ok("Each sample's output depends only on its own input.", **evidence)
+
+
+@register_check
+class TrainEvalMode(Check):
+    """Eval-mode outputs that change between passes (dropout still on) or with the batch (batch statistics)."""
+
+    id = "train_eval_mode"
+    group = "model"
+    tricks = ("T15", "T14")
+
+    def run(self, ctx: Context) -> Finding:
+        x, _ = ctx.probe_batch(64)
+        if len(x) < 2:
+            raise Skip("needs at least two rows")
+        model = ctx.fresh_model().eval()
+        half = len(x) // 2
+        with torch.no_grad():
+            first, second, alone = model(x), model(x), model(x[:half])
+        scale = float(first.abs().max()) + 1e-8
+        random = float((first - second).abs().max()) / scale
+        batch = float((first[:half] - alone).abs().max()) / scale
+        evidence: dict[str, Any] = {
+            "value": max(random, batch),
+            "threshold": EVAL_TOLERANCE,
+            "repeat_difference": random,
+            "batch_difference": batch,
+        }
+        if random > EVAL_TOLERANCE:
+            return self.found(
+                "fail",
+                f"In eval mode two passes over the same batch differ by {measured(random, EVAL_TOLERANCE)} (relative): "
+                "dropout or another random layer is still active.",
+                advice="Use nn.Dropout modules (or F.dropout(x, p, training=self.training)) so model.eval() switches "
+                "them off (T15).",
+                tricks=("T15",),
+                **evidence,
+            )
+        if batch > EVAL_TOLERANCE:
+            return self.found(
+                "fail",
+                f"In eval mode a sample's output changes with the other samples in its batch by "
+                f"{measured(batch, EVAL_TOLERANCE)} (relative): the model uses batch statistics at inference.",
+                advice="Keep BatchNorm's running statistics (track_running_stats=True) or use a per-sample norm such "
+                "as LayerNorm/GroupNorm (T14).",
+                tricks=("T14",),
+                **evidence,
+            )
+        return self.ok("Eval-mode outputs are deterministic and independent of the batch.", **evidence)

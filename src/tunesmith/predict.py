@@ -1,0 +1,264 @@
+"""`tunesmith predict`: apply a finished run to new rows (issue 4), with the run's own preprocessing (T01-T05).
+
+`load_run(run_dir)` rebuilds the trained model from the run directory without unpickling anything:
+recipe.yaml (YAML), preprocess.json (the fitted statistics as plain JSON) and model.pt (a state_dict read
+with `torch.load(weights_only=True)`). `predict(run, data)` checks the new data against the training
+schema, applies the same preprocessing and runs one batched forward pass (no per-row Python), returning a
+DataFrame: `prediction` in the original label space or target units, plus `proba_<class>` for
+classification (`reconstruction_error` for an autoencoder run).
+
+Schema rules for tables (docs/predict.md):
+- a feature column of the training data is missing: BadInput listing every missing column;
+- extra columns are ignored with a warning (the recipe's target/time/group columns silently);
+- a numeric feature holding text: BadInput naming the column and an example value;
+- a category never seen in training: the column's "other" level, or all-zero one-hot when training had
+  no rare level (T02); counted in a warning;
+- missing values are imputed with the training statistics (T01), or refused when data.impute is none.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from tunesmith.data.preprocess import Preprocessor
+from tunesmith.errors import BadInput, closest, must_be
+from tunesmith.models import build_model
+from tunesmith.recipe import Recipe, load_recipe
+from tunesmith.run import RunDir
+from tunesmith.train.losses import outputs_to_predictions
+from tunesmith.train.trainer import resolve_device
+
+__all__ = ["OUTPUT_SUFFIXES", "LoadedRun", "forward", "load_run", "output_format", "predict", "write_predictions"]
+
+log = logging.getLogger("tunesmith")
+
+OUTPUT_SUFFIXES = (".csv", ".parquet", ".npz")
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+BATCH = 8192  # rows per forward pass: large enough to amortise the call, small enough for any RAM
+
+
+@dataclass
+class LoadedRun:
+    """A finished run, ready to predict: its resolved recipe, fitted preprocessing and trained model."""
+
+    path: Path
+    recipe: Recipe
+    preprocessor: Preprocessor
+    model: nn.Module
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """Rebuild the model of a complete run directory (recipe.yaml, preprocess.json, model.pt)."""
+    run = RunDir(Path(run_dir))
+    if not run.path.is_dir():
+        state = "is a file, not a directory" if run.path.exists() else "does not exist"
+        raise BadInput(f"The run directory {run.path} {state}. Pass the --out directory of a `tunesmith fit` run.")
+    if not run.recipe.is_file():
+        raise BadInput(f"{run.path} is not a tunesmith run directory: it has no recipe.yaml. Pass a run's --out.")
+    if not run.complete:
+        raise BadInput(
+            f"The run in {run.path} is not complete (it has no metrics.json yet): resume it with "
+            f"`tunesmith fit --out {run.path} --resume`, then predict."
+        )
+    for needed in (run.model, run.preprocess):
+        if not needed.is_file():
+            raise BadInput(f"The run in {run.path} lacks {needed.name}: the directory is damaged. Train it again.")
+    recipe = load_recipe(run.recipe)
+    try:
+        pre = Preprocessor.load(run.preprocess)
+        shape = tuple(pre.state["shape"])
+    except (ValueError, KeyError) as exc:  # json.JSONDecodeError is a ValueError
+        raise BadInput(f"{run.preprocess} is not valid preprocessing state ({exc}). Train the run again.") from None
+    model = build_model(recipe.model, kind=recipe.data.kind, input_shape=shape, n_outputs=pre.n_outputs)
+    try:
+        model.load_state_dict(torch.load(run.model, map_location="cpu", weights_only=True))
+    except Exception as exc:  # torch raises many types for corrupt archives and mismatched weights
+        raise BadInput(
+            f"{run.model} cannot be loaded into the model of {run.recipe} ({type(exc).__name__}): the file is "
+            "damaged or belongs to another recipe. Train the run again."
+        ) from None
+    return LoadedRun(run.path, recipe, pre, model.eval())
+
+
+def predict(
+    run: str | Path | LoadedRun,
+    data: str | Path | pd.DataFrame | np.ndarray,
+    *,
+    device: str = "auto",
+    batch_size: int = BATCH,
+) -> pd.DataFrame:
+    """Predictions for the rows of `data` (a CSV/Parquet/.npz path, a DataFrame or an array), in row order."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise BadInput(must_be("device", "predict", "auto, cpu or cuda", device))
+    if batch_size < 1:
+        raise BadInput(must_be("batch_size", "predict", "an int >= 1", batch_size))
+    loaded = run if isinstance(run, LoadedRun) else load_run(run)
+    pre = loaded.preprocessor
+    source = str(data) if isinstance(data, str | Path) else "the data"
+    features = _read(data) if isinstance(data, str | Path) else data
+    if pre.state["kind"] == "tabular":
+        x = pre.transform_x(_check_table(features, loaded, source=source))
+    else:
+        x = pre.transform_x(_check_array(features, pre))
+    model = loaded.model.to(resolve_device(device))
+    out = forward(model, x, batch_size=batch_size)  # (N, n_outputs), or x's shape for an autoencoder
+    task = pre.state["task"]
+    if task == "classification":
+        labels, proba = outputs_to_predictions(task, out)
+        classes = pre.classes or []
+        frame = pd.DataFrame(proba, columns=[f"proba_{c}" for c in classes])
+        return frame.assign(prediction=np.asarray(classes)[labels])[["prediction", *frame.columns]]
+    if task == "regression":
+        values = pre.inverse_y(out).astype(np.float64)  # (N, K) in target units (T05)
+        names = ["prediction"] if values.shape[1] == 1 else [f"prediction_{k}" for k in range(values.shape[1])]
+        return pd.DataFrame(values, columns=names)
+    error = np.square(out - x).reshape(len(x), -1).mean(axis=1)  # reconstruction: per-row MSE, scaled units
+    return pd.DataFrame({"reconstruction_error": error})
+
+
+@torch.inference_mode()
+def forward(model: nn.Module, x: np.ndarray, *, batch_size: int = BATCH) -> np.ndarray:
+    """`model(x)` in eval mode, `batch_size` rows at a time, on the model's device and in its dtype."""
+    if len(x) == 0:
+        raise BadInput("The data hold no rows to predict.")
+    model.eval()
+    weight = next(model.parameters())
+    outs = [
+        model(torch.from_numpy(x[i : i + batch_size]).to(weight.device, weight.dtype)).cpu().numpy()  # host sync
+        for i in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(outs)
+
+
+def output_format(path: Path) -> str:
+    """The suffix of a predictions file, checked before any work is done."""
+    suffix = path.suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise BadInput(
+            f"Cannot write predictions to {path}: use a file ending in {', '.join(OUTPUT_SUFFIXES)}. Got {suffix!r}."
+        )
+    return suffix
+
+
+def write_predictions(frame: pd.DataFrame, path: str | Path) -> None:
+    """CSV/Parquet: one column per output; .npz: one array per column (loadable without pickle)."""
+    path = Path(path)
+    suffix = output_format(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:  # object columns (string labels) become fixed-width text: loadable with allow_pickle=False
+        arrays: dict[str, Any] = {c: frame[c].to_numpy() for c in frame.columns}
+        np.savez(path, **{c: a.astype(str) if a.dtype == object else a for c, a in arrays.items()})
+
+
+def _read(path: str | Path) -> pd.DataFrame | np.ndarray:
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise BadInput(f"Data file {path} does not exist. Pass a CSV/Parquet table or an .npz with an array 'x'.")
+    if suffix == ".npz":
+        try:
+            arrays = np.load(path, allow_pickle=False)
+            names = list(arrays.files)
+        except Exception as exc:  # zipfile/ValueError/OSError for corrupt archives
+            raise BadInput(f"Cannot read {path} as an .npz archive: {exc}.") from None
+        if "x" not in names:
+            raise BadInput(
+                f"{path} lacks the array 'x' (the features to predict). It holds: {', '.join(names) or 'nothing'}."
+            )
+        return arrays["x"]
+    if suffix not in TABLE_SUFFIXES:
+        raise BadInput(f"Data file {path} has an unknown type {suffix!r}. Use .csv, .tsv, .parquet or .npz.")
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    except Exception as exc:  # pandas raises many types for unreadable files
+        raise BadInput(
+            f"Cannot read {path} as a table: {exc}. Check that it is a valid {suffix[1:].upper()} file."
+        ) from None
+
+
+def _check_table(features: pd.DataFrame | np.ndarray, run: LoadedRun, *, source: str) -> pd.DataFrame:
+    """The training feature columns of `features`, numeric ones as numbers; raises or warns per the schema rules."""
+    state = run.preprocessor.state
+    columns: list[str] = state["columns"]
+    if not isinstance(features, pd.DataFrame):
+        x = np.asarray(features)
+        if x.ndim != 2 or x.shape[1] != len(columns):
+            raise BadInput(
+                f"The array in {source} has shape {x.shape}; this run expects (rows, {len(columns)}) "
+                f"with the columns {', '.join(columns[:8])}{' ...' if len(columns) > 8 else ''} in that order."
+            )
+        features = pd.DataFrame(x, columns=columns)
+    frame = features.rename(columns=str)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        guess = closest(missing[0], [c for c in frame.columns if c not in columns])
+        hint = f" Is {guess!r} the column {missing[0]!r} renamed?" if guess else ""
+        raise BadInput(
+            f"Missing feature column(s) in {source}: {', '.join(missing)}. The model was trained on them.{hint} "
+            "Add them (empty values are imputed) with the training data's names."
+        )
+    roles = {run.recipe.data.target, run.recipe.data.time, run.recipe.data.group}
+    extra = [c for c in frame.columns if c not in columns and c not in roles]
+    if extra:
+        log.warning("Ignoring %d column(s) the model was not trained on: %s.", len(extra), ", ".join(extra[:10]))
+    text = [c for c in state["numeric"]["names"] if not pd.api.types.is_numeric_dtype(frame[c])]
+    frame = frame[columns].assign(**{c: _as_numbers(frame[c], c, source) for c in text})
+    for cat in state["categorical"]:
+        strings = frame[cat["name"]].astype("string").fillna(cat["fill"])
+        unseen = ~strings.isin(cat["levels"]).to_numpy()
+        if unseen.any():
+            to = "its 'other' column" if cat["other"] else "all-zero one-hot (no level)"
+            example = strings[unseen].iloc[0]
+            log.warning(
+                "Column %r: %d row(s) have categories not among the training levels (e.g. %r); encoded as %s.",
+                cat["name"],
+                int(unseen.sum()),
+                example,
+                to,
+            )
+    return frame
+
+
+def _as_numbers(col: pd.Series, name: str, source: str) -> pd.Series:
+    numbers = pd.to_numeric(col, errors="coerce")
+    bad = numbers.isna() & col.notna()
+    if bad.any():
+        raise BadInput(
+            f"Column {name!r} of {source} must hold numbers, as in training. Got {col[bad].iloc[0]!r} "
+            f"({int(bad.sum())} such value(s)). Fix or blank those cells (blanks are imputed)."
+        )
+    return numbers
+
+
+def _check_array(features: pd.DataFrame | np.ndarray, pre: Preprocessor) -> np.ndarray:
+    """Image/sequence runs: the sample shape must be the training one (before any T08 padding)."""
+    kind, state = pre.state["kind"], pre.state
+    if isinstance(features, pd.DataFrame):
+        raise BadInput(f"This run was trained on {kind} arrays: pass an .npz whose 'x' holds them, not a table.")
+    x = np.asarray(features)
+    if kind == "image" and x.ndim == 3:  # (N, H, W) grey images
+        x = x[:, None]
+    expected = list(state["shape"])
+    if kind == "image":
+        expected[1] -= state["pad"][0]
+        expected[2] -= state["pad"][1]
+    if list(x.shape[1:]) != expected or not np.issubdtype(x.dtype, np.number):
+        raise BadInput(
+            f"'x' has shape {x.shape} ({x.dtype}); this {kind} run expects numbers of shape (rows, "
+            f"{', '.join(map(str, expected))})."
+        )
+    return x.astype(np.float32, copy=False)

@@ -1,0 +1,91 @@
+"""What a report can show, read lazily from a run directory (the files of shared/design.md).
+
+Every attribute is None (or empty) when its file is absent, so a section asks `run.tuning is not None`
+and nothing else. A file that exists but cannot be parsed raises `BadInput` naming it; the report
+then shows that one section's error and renders the others. Under --cv the per-fold files live in
+fold-K/: curves use every fold, and files the report shows once (layers.csv, test_predictions.csv)
+come from the best-validation fold, the one whose model represents the run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from tunesmith.errors import BadInput
+
+__all__ = ["RunFiles"]
+
+
+class RunFiles:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    # ---- JSON / YAML documents -----------------------------------------------------------------
+    metrics = cached_property(lambda self: self._json("metrics.json"))
+    env = cached_property(lambda self: self._json("env.json"))
+    lr_find = cached_property(lambda self: self._json("lr_find.json"))
+    tuning = cached_property(lambda self: self._json("tuning.json"))
+    findings = cached_property(lambda self: self._json("findings.json"))
+    compare = cached_property(lambda self: self._json("compare.json"))
+
+    @cached_property
+    def recipe(self) -> dict[str, Any] | None:
+        path = self.path / "recipe.yaml"
+        if not path.is_file():
+            return None
+        try:
+            tree = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise BadInput(f"{path} is not valid YAML ({exc}); the report cannot show the recipe.") from None
+        return tree if isinstance(tree, dict) else None
+
+    # ---- tables ------------------------------------------------------------------------------
+    @cached_property
+    def histories(self) -> list[tuple[str, pd.DataFrame]]:
+        """[("", history)] for a hold-out run, [("fold 1", ...), ...] under --cv; [] when there is none."""
+        if (self.path / "history.csv").is_file():
+            return [("", self._csv(self.path / "history.csv"))]
+        return [(f"fold {k}", self._csv(d / "history.csv")) for k, d in self._folds() if (d / "history.csv").is_file()]
+
+    layers = cached_property(lambda self: self._run_csv("layers.csv"))
+    predictions = cached_property(lambda self: self._run_csv("test_predictions.csv"))
+    trials = cached_property(lambda self: self._csv_or_none(self.path / "trials.csv"))
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def _json(self, name: str) -> Any:
+        path = self.path / name
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadInput(f"{path} is not valid JSON ({exc}); the report cannot show it.") from None
+
+    def _csv(self, path: Path) -> pd.DataFrame:
+        try:
+            return pd.read_csv(path, dtype={"layer": str, "stage": str})  # names, even when they look numeric
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise BadInput(f"{path} is not a readable CSV table ({exc}); the report cannot show it.") from None
+
+    def _csv_or_none(self, path: Path) -> pd.DataFrame | None:
+        return self._csv(path) if path.is_file() else None
+
+    def _folds(self) -> list[tuple[int, Path]]:
+        found = [(int(m.group(1)), d) for d in self.path.glob("fold-*") if (m := re.fullmatch(r"fold-(\d+)", d.name))]
+        return sorted(found)
+
+    def _run_csv(self, name: str) -> pd.DataFrame | None:
+        """The run's own file, else the best-validation fold's."""
+        if (self.path / name).is_file():
+            return self._csv(self.path / name)
+        folds = dict(self._folds())
+        scores = {f["fold"]: f["val"]["loss"] for f in (self.metrics or {}).get("folds", []) if f.get("fold") in folds}
+        order = sorted(folds, key=lambda k: scores.get(k, float("inf")))
+        return next((self._csv(folds[k] / name) for k in order if (folds[k] / name).is_file()), None)

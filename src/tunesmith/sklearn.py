@@ -1,0 +1,221 @@
+"""scikit-learn estimators that train with tunesmith's recipe defaults, preprocessing, model families and Trainer.
+
+`NeuralClassifier` and `NeuralRegressor` follow scikit-learn's contract (style guideline 7): `__init__` only
+stores a few keyword-only knobs, `fit` validates X and y with scikit-learn's `validate_data`, builds a Recipe
+(defaults < `recipe` < knobs) and trains exactly like `tunesmith fit` does on a table: the Preprocessor
+imputes and scales on the training rows only (T01, T04; regression targets T05), the family and its size
+come from `resolve` (T07, T10), and `data.val_size` of the rows (20%) is held out for early stopping with
+the best epoch's weights restored (T43), like `MLPClassifier(early_stopping=True)`. Nothing is written to
+disk. The estimators pass `sklearn.utils.estimator_checks` (tests/test_sklearn.py).
+
+    from tunesmith.sklearn import NeuralClassifier
+    GridSearchCV(NeuralClassifier(epochs=20), {"lr": [1e-3, 3e-3], "hidden": [64, 128]}).fit(X, y)
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from tunesmith.data import LoadedData, RawData
+from tunesmith.data.augment import make_augment
+from tunesmith.data.splits import dev_folds
+from tunesmith.errors import BadInput, must_be
+from tunesmith.models import build_model
+from tunesmith.predict import forward
+from tunesmith.recipe import Recipe, resolve, resolve_data
+from tunesmith.repro import seed_everything
+from tunesmith.train.callbacks import Callback, EarlyStopping, Progress
+from tunesmith.train.losses import outputs_to_predictions
+from tunesmith.train.trainer import Trainer
+
+__all__ = ["NeuralClassifier", "NeuralRegressor"]
+
+# The knobs and the recipe keys they set; a knob left at None keeps the recipe's (task-aware) value.
+KNOBS = {
+    "epochs": "train.epochs",
+    "lr": "train.lr",
+    "batch_size": "train.batch_size",
+    "hidden": "model.width",
+    "depth": "model.depth",
+    "dropout": "model.dropout",
+    "seed": "train.seed",
+}
+
+
+E = TypeVar("E", bound="_NeuralEstimator")
+
+
+class _NeuralEstimator(BaseEstimator, abc.ABC):
+    """Shared fit/predict plumbing; subclasses name the task and turn model outputs into predictions."""
+
+    _task: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        epochs: int | None = None,
+        lr: float | None = None,
+        batch_size: int | None = None,
+        hidden: int | None = None,
+        depth: int | None = None,
+        dropout: float | None = None,
+        seed: int | None = None,
+        recipe: Recipe | dict[str, Any] | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.epochs = epochs  # None: the recipe's 30, with early stopping (T43)
+        self.lr = lr  # None: 1e-3 for AdamW (T31)
+        self.batch_size = batch_size  # None: from the training rows (T07)
+        self.hidden = hidden  # model.width; None: 256 units
+        self.depth = depth  # model.depth; None: 2 hidden layers
+        self.dropout = dropout  # model.dropout; None: 0.1 (T15)
+        self.seed = seed  # train.seed; None: 0. Seeds Python, NumPy and torch at fit (T50)
+        self.recipe = recipe  # a Recipe, or dotted overrides {"train.weight_decay": 1e-3, "data.val_size": 0.1}
+        self.verbose = verbose  # a progress bar on a terminal
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # T01: the Preprocessor imputes missing values with training medians
+        return tags
+
+    def fit(self: E, X: Any, y: Any) -> E:
+        """Train on (X, y), holding out `data.val_size` of the rows for early stopping. Returns self."""
+        regression = self._task == "regression"
+        X, y = validate_data(
+            self, X, y, dtype=np.float32, ensure_all_finite="allow-nan", multi_output=regression, y_numeric=regression
+        )
+        classes = self._check_targets(y)
+        recipe = self._recipe()
+        name = type(self).__name__
+        if len(X) < 3:
+            raise BadInput(f"{name} needs at least 3 samples (2 to train on, 1 to validate); got {_count(len(X))}.")
+        split = "stratified" if classes is not None and _can_stratify(y, recipe.data.val_size) else "random"
+        cfg = resolve_data(recipe.data.model_copy(update={"cv": 0}), task=self._task, kind="tabular", split=split)
+        folds = dev_folds(
+            split,
+            np.arange(len(X)),
+            y=y if split == "stratified" else None,
+            time=None,
+            groups=None,
+            cfg=cfg,
+            seed=recipe.train.seed,
+        )
+        raw = RawData(name, pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])]), y, "tabular")
+        prep = LoadedData(raw, self._task, "tabular", split, folds, None, None, classes, cfg).prepare(0)
+        resolved = resolve(recipe, prep.facts)
+        seed_everything(resolved.train.seed, deterministic=resolved.train.deterministic)
+        model = build_model(
+            resolved.model, kind="tabular", input_shape=prep.facts.input_shape, n_outputs=prep.facts.n_outputs
+        )
+        hooks: list[Callback] = [EarlyStopping(resolved.train.early_stopping)]
+        if self.verbose:
+            hooks.append(Progress(name))
+        trainer = Trainer(
+            model,
+            cfg=resolved.train,
+            task=self._task,
+            augment=make_augment(resolved.data.augment, kind="tabular", task=self._task, n_classes=len(classes or [])),
+            callbacks=hooks,
+            target_inverse=prep.preprocessor.inverse_y if regression else None,
+        )
+        trainer.fit((prep.x_train, prep.y_train), (prep.x_val, prep.y_val))
+        self.model_ = trainer.model.double().eval()  # float64 predictions do not depend on the batch size
+        self.preprocessor_ = prep.preprocessor
+        self.recipe_ = resolved
+        self.history_ = trainer.history_frame()
+        return self
+
+    @abc.abstractmethod
+    def _check_targets(self, y: np.ndarray) -> list[Any] | None:
+        """The sorted class labels (classification) or None; sets the target's fitted attributes."""
+
+    def _recipe(self) -> Recipe:
+        name = type(self).__name__
+        if isinstance(self.recipe, Recipe):
+            base = self.recipe
+        elif self.recipe is None or isinstance(self.recipe, dict):
+            base = Recipe()
+        else:
+            raise BadInput(must_be("recipe", name, "a Recipe or a dict of dotted overrides", self.recipe))
+        knobs = {key: getattr(self, knob) for knob, key in KNOBS.items() if getattr(self, knob) is not None}
+        overrides = {**(self.recipe if isinstance(self.recipe, dict) else {}), **knobs}
+        try:
+            return base.with_overrides({**overrides, "data.task": self._task, "data.kind": "tabular"})
+        except BadInput as exc:
+            mapping = ", ".join(f"{knob} is {key}" for knob, key in KNOBS.items())
+            raise BadInput(f"{name}: {exc} (the knobs set recipe keys: {mapping}).") from None
+
+    def _outputs(self, X: Any) -> np.ndarray:
+        """Model outputs for X: (N, n_outputs) float64."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, ensure_all_finite="allow-nan", reset=False)
+        return forward(self.model_, self.preprocessor_.transform_x(X))
+
+
+class NeuralClassifier(ClassifierMixin, _NeuralEstimator):
+    """A tunesmith MLP classifier (one logit for two classes, softmax otherwise; T12) with the recipe defaults.
+
+    Fitted attributes: classes_, n_features_in_, model_ (the nn.Module), preprocessor_, recipe_ (resolved),
+    history_ (one row per epoch, as history.csv).
+    """
+
+    _task = "classification"
+
+    def _check_targets(self, y: np.ndarray) -> list[Any] | None:
+        check_classification_targets(y)
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise BadInput(f"NeuralClassifier needs at least 2 classes in y; got 1 class ({self.classes_[0]!r}).")
+        return self.classes_.tolist()
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (N, n_classes), columns in the order of classes_."""
+        _, proba = outputs_to_predictions("classification", self._outputs(X))
+        assert proba is not None  # always set for classification
+        return proba
+
+    def predict(self, X: Any) -> np.ndarray:
+        proba = self.predict_proba(X)  # checks fitted state first
+        return self.classes_[proba.argmax(axis=1)]
+
+
+class NeuralRegressor(RegressorMixin, _NeuralEstimator):
+    """A tunesmith MLP regressor (MSE on z-scored targets, T05, T12) with the recipe defaults; y may be (N, K).
+
+    Fitted attributes: n_features_in_, model_ (the nn.Module), preprocessor_, recipe_ (resolved), history_.
+    """
+
+    _task = "regression"
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True  # the Preprocessor scales each target column; one output per column
+        return tags
+
+    def _check_targets(self, y: np.ndarray) -> list[Any] | None:
+        self._flat = y.ndim == 1  # predict returns (N,) for a 1-D y, (N, K) otherwise
+        return None
+
+    def predict(self, X: Any) -> np.ndarray:
+        values = self._outputs(X)
+        values = self.preprocessor_.inverse_y(values)  # target units (T05)
+        return values.ravel() if self._flat else values
+
+
+def _can_stratify(y: np.ndarray, size: float) -> bool:
+    """Whether a stratified hold-out of `size` is possible: every class twice, room for each class on both sides."""
+    _, counts = np.unique(y, return_counts=True)
+    n_val = math.ceil(size * len(y))  # scikit-learn's rounding of a fractional test_size
+    return bool(counts.min() >= 2 and len(counts) <= min(n_val, len(y) - n_val))
+
+
+def _count(n: int) -> str:
+    return f"{n} sample" if n == 1 else f"{n} samples"

@@ -1,0 +1,232 @@
+"""One trial (T52): the recipe with the trial's overrides, trained by the Trainer on the train split.
+
+The score is the trial's best validation epoch (retrospective checkpoint selection), never its
+last. Every epoch's validation metric is reported to Optuna, and the `ReportEpochs` callback
+raises `optuna.TrialPruned` when the study's pruner says the trial cannot catch up.
+
+A trial that diverges (TrainingDiverged) or whose overrides make an invalid recipe (BadInput) is
+infeasible: it is finished with its evidence in the `diverged` user attribute and an Optuna
+constraint violation, so TPE/GP learn to avoid that region, and it is never retried (retrying a
+diverging learning rate only diverges again).
+
+Trials never see the test split: they train on `x_train` and are scored on `x_val` only. The test
+rows wait for the one final evaluation of the winner (tunesmith.tune.outputs).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from tunesmith.data import Prepared, load_data
+from tunesmith.data.augment import make_augment
+from tunesmith.errors import BadInput, TrainingDiverged
+from tunesmith.models import build_model
+from tunesmith.recipe import Recipe, resolve
+from tunesmith.repro import seed_everything
+from tunesmith.train.callbacks import Callback, EarlyStopping
+from tunesmith.train.losses import metric_direction
+from tunesmith.train.trainer import Trainer
+from tunesmith.tune.space import ParamSpec
+
+__all__ = [
+    "DataCache",
+    "Objective",
+    "ReportEpochs",
+    "Surplus",
+    "TrialRun",
+    "budget_used",
+    "chance_loss",
+    "pick_metric",
+    "train_trial",
+]
+
+METRIC_FOR_TASK = {"classification": "accuracy", "regression": "rmse", "reconstruction": "loss"}
+
+
+def pick_metric(metric: str, task: str) -> tuple[str, bool]:
+    """(validation metric name, whether larger is better) for tune.metric and the task."""
+    name = METRIC_FOR_TASK[task] if metric == "auto" else metric
+    valid = {
+        "classification": ("loss", "accuracy", "f1_macro"),
+        "regression": ("loss", "rmse", "mae", "r2"),
+        "reconstruction": ("loss",),
+    }[task]
+    if name not in valid:
+        raise BadInput(f"The 'metric' parameter of tune must be one of {', '.join(valid)} for {task}. Got {name!r}.")
+    return name, metric_direction(name)
+
+
+def chance_loss(prep: Prepared) -> float:
+    """The training loss of a model that learned nothing: the class prior's entropy, or the target variance."""
+    y = np.asarray(prep.y_train)
+    if prep.facts.task == "classification":
+        _, counts = np.unique(y.reshape(len(y), -1).argmax(1) if y.ndim > 1 else y, return_counts=True)
+        p = counts / counts.sum()
+        return float(-(p * np.log(p)).sum())
+    return float(np.var(y.reshape(len(y), -1), axis=0).mean())
+
+
+class DataCache:
+    """Loaded, split and preprocessed data per data configuration (trials that only change model/train share it)."""
+
+    def __init__(self) -> None:
+        self._prepared: dict[str, Prepared] = {}
+
+    def get(self, recipe: Recipe) -> Prepared:
+        key = recipe.data.model_dump_json(exclude={"augment"}) + f"|{recipe.train.seed}"
+        if key not in self._prepared:
+            loaded = load_data(recipe.data, seed=recipe.train.seed)
+            self._prepared[key] = loaded.prepare(0)  # fold 0 = the train/val holdout
+        return self._prepared[key]
+
+
+class ReportEpochs(Callback):
+    """Reports the validation metric of every epoch to Optuna; raises TrialPruned when the pruner says so."""
+
+    def __init__(self, trial: optuna.Trial, key: str) -> None:
+        self.trial, self.key = trial, key
+        self.rows: list[dict[str, float]] = []
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, float]) -> None:
+        self.rows.append(row)
+        epoch, value = int(row["epoch"]), float(row[self.key])
+        self.trial.report(value, epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch} ({self.key} {value:.4g})")
+
+
+@dataclass
+class TrialRun:
+    history: list[dict[str, float]]
+    value: float  # the best epoch's validation metric
+    best_epoch: int  # 1-based
+    curve: list[float] = field(default_factory=list)
+
+
+def train_trial(
+    recipe: Recipe, prep: Prepared, *, metric: str, maximize: bool, callbacks: list[Callback] | None = None
+) -> TrialRun:
+    """Train one recipe on prep's train split, validate each epoch, return the best epoch's score."""
+    resolved = resolve(recipe, prep.facts)
+    facts = prep.facts
+    seed_everything(resolved.train.seed, deterministic=resolved.train.deterministic)
+    net = build_model(resolved.model, kind=facts.kind, input_shape=facts.input_shape, n_outputs=facts.n_outputs)
+    augment = make_augment(
+        resolved.data.augment, kind=facts.kind, task=facts.task, n_classes=len(prep.preprocessor.classes or [])
+    )
+    trainer = Trainer(
+        net,
+        cfg=resolved.train,
+        task=facts.task,
+        augment=augment,
+        callbacks=[EarlyStopping(resolved.train.early_stopping), *(callbacks or [])],
+        target_inverse=prep.preprocessor.inverse_y if facts.task == "regression" else None,
+    )
+    trainer.fit((prep.x_train, prep.y_train), (prep.x_val, prep.y_val))
+    curve = [row[f"val_{metric}"] for row in trainer.history]
+    best = int(np.argmax(curve) if maximize else np.argmin(curve))
+    return TrialRun(trainer.history, curve[best], best + 1, curve)
+
+
+class Surplus(Exception):
+    """A trial asked for after the stage's budget was used up by other workers (a race): dropped, not run."""
+
+
+class Objective:
+    """The Optuna objective of one stage: base recipe + earlier winners (carried) + stage overrides + the trial's."""
+
+    def __init__(
+        self,
+        *,
+        base: Recipe,
+        carried: dict[str, Any],
+        space: dict[str, ParamSpec],
+        fixed: dict[str, Any],
+        stage: str,
+        budget: int,
+        data: DataCache,
+        metric: str,
+        maximize: bool,
+    ) -> None:
+        self.base, self.carried, self.space, self.fixed = base, carried, space, fixed
+        self.stage, self.budget = stage, budget
+        self.data, self.metric, self.maximize = data, metric, maximize
+        self.taken_away: int | None = None  # a trial of ours that another worker failed as stale (heartbeats)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        self.taken_away = None
+        try:
+            return self._run(trial)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self.taken_away = trial.number  # reporting failed: the trial is finished already, by someone else
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float:
+        if self._over_budget(trial):
+            trial.set_user_attr("surplus", True)
+            raise Surplus(f"trial {trial.number} of stage {self.stage} is over the budget of {self.budget}")
+        params = {key: spec.suggest(trial, key) for key, spec in self.space.items()}
+        overrides = {**self.carried, **self.fixed, **params}  # the whole trial recipe = base + these
+        trial.set_user_attr("stage", self.stage)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it (logs, fault tests)
+        trial.set_user_attr("overrides", overrides)
+        reporter = ReportEpochs(trial, f"val_{self.metric}")
+        started = time.perf_counter()
+        try:
+            recipe = self.base.with_overrides(overrides)
+            prep = self.data.get(recipe)
+            run = train_trial(recipe, prep, metric=self.metric, maximize=self.maximize, callbacks=[reporter])
+        except optuna.TrialPruned:
+            self._record(trial, reporter.rows, started)
+            raise
+        except (TrainingDiverged, BadInput) as exc:
+            self._record(trial, reporter.rows, started)
+            return self._infeasible(trial, exc, reporter.rows)
+        self._record(trial, run.history, started)
+        trial.set_constraint("diverged", 0.0)  # every finished trial needs the same constraints (GP)
+        trial.set_user_attr("best_epoch", run.best_epoch)
+        trial.set_user_attr("val_loss", run.history[run.best_epoch - 1]["val_loss"])  # breaks ties of coarse metrics
+        return run.value
+
+    def _over_budget(self, trial: optuna.Trial) -> bool:
+        trials = trial.study.get_trials(deepcopy=False)
+        mine = next(t for t in trials if t.number == trial.number)
+        if "failed_trial" in mine.system_attrs:  # a requeued copy replaces its original in the budget
+            return False
+        return budget_used([t for t in trials if t.number < trial.number]) >= self.budget
+
+    def _record(self, trial: optuna.Trial, rows: list[dict[str, float]], started: float) -> None:
+        trial.set_user_attr("epochs", len(rows))
+        trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+        losses = [r["train_loss"] for r in rows if math.isfinite(r["train_loss"])]
+        if losses:
+            trial.set_user_attr("train_loss", min(losses))  # capacity stage: did the model fit? (T40)
+
+    def _infeasible(self, trial: optuna.Trial, exc: Exception, rows: list[dict[str, float]]) -> float:
+        """Finish a diverged/invalid trial as infeasible, valued at the worst feasible score seen (never best)."""
+        trial.set_user_attr("diverged", {"error": type(exc).__name__, "reason": str(exc)[:500], "epoch": len(rows) + 1})
+        trial.set_constraint("diverged", 1.0)  # > 0: infeasible, so TPE/GP rank it below every feasible trial
+        feasible = [
+            t.value
+            for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if "diverged" not in t.user_attrs and t.value is not None
+        ]
+        own = [r[f"val_{self.metric}"] for r in rows if math.isfinite(r[f"val_{self.metric}"])]
+        candidates = feasible or own
+        if not candidates:  # nothing to compare with: a pruned trial with no epochs ranks last for TPE
+            raise optuna.TrialPruned(f"infeasible before its first epoch: {type(exc).__name__}")
+        return min(candidates) if self.maximize else max(candidates)
+
+
+def budget_used(trials: list[optuna.trial.FrozenTrial]) -> int:
+    """Trials that count against a stage's budget: the originals (a requeued copy stands in for its original)."""
+    return sum(1 for t in trials if "failed_trial" not in t.system_attrs and not t.user_attrs.get("surplus"))

@@ -1,0 +1,305 @@
+"""The staged playbook (T53): capacity -> learning rate and batch size -> regularization, then refit.
+
+1. capacity (T40, T22): regularization off (no dropout, weight decay, augmentation or early
+   stopping); search width/depth (and activation, normalization, and the family where the data
+   kind is ambiguous, T10). The winner is the best validation score among the models that fit
+   the training set (train loss below `tune.fit_loss` x the chance-level loss); if none fits, the
+   one that came closest, with the advice to widen the space.
+2. lr + batch size (T31, T33): the LR range is narrowed around the range test's suggestion and
+   the batch sizes are capped by the batch-size finder (both run once, before the first trial).
+3. regularization (T15, T41-T44): dropout, weight decay / L1, max-norm, augmentation strength,
+   patience; width/depth may shrink below the capacity winner (a smaller model regularizes, T44).
+4. refit and test: tunesmith.tune.outputs.
+
+Within a stage the sampler explores quasi-randomly first and exploits with TPE/GP after
+(samplers.StagedSampler). Each stage's winner is fixed for the stages after it. After each stage
+the checks of the Deep Learning Tuning Playbook run on its trials and are recorded with the
+decision: is the best point near the edge of the space (widen it and rerun), how many trials
+diverged (many means a bug or an LR range that is too high), and are the best curves still
+improving at the last epoch (train longer) or getting worse after an early peak (regularize).
+
+Sources: catalog T10, T22, T31, T33, T40-T44, T53; Godbole et al. 2023, "Deep Learning Tuning
+Playbook" (incremental tuning, exploration before exploitation, the post-search checks).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+from tunesmith.errors import BadInput
+from tunesmith.tune.space import ParamSpec, TuneConfig, space_to_json
+
+__all__ = ["REGULARIZATION_OFF", "Outcome", "Stage", "decide", "plan_stages", "rank_key", "shrink_space", "stage_of"]
+
+LR_KEYS = {
+    "train.lr",
+    "train.batch_size",
+    "train.optimizer",
+    "train.momentum",
+    "train.nesterov",
+    "train.schedule",
+    "train.warmup_epochs",
+    "train.gamma",
+    "train.step_every",
+    "train.effective_batch_size",
+    "train.clip_norm",
+    "train.clip_value",
+}
+REGULARIZATION_KEYS = {
+    "model.dropout",
+    "model.denoise",
+    "model.sparsity",
+    "train.weight_decay",
+    "train.l1",
+    "train.l2",
+    "train.max_norm",
+}
+REGULARIZATION_PREFIXES = ("data.augment.", "train.early_stopping.")
+# T40: the capacity stage proves the model can fit, so nothing may hold it back
+REGULARIZATION_OFF: dict[str, Any] = {
+    "model.dropout": 0.0,
+    "train.weight_decay": 0.0,
+    "train.l1": 0.0,
+    "train.l2": 0.0,
+    "train.max_norm": None,
+    "data.augment.strength": 0.0,
+    "train.early_stopping.patience": None,
+}
+SHRINKABLE = ("model.width", "model.depth")  # T44
+EDGE = 0.1  # a best value within this share of the range's end counts as "near the boundary"
+MANY_DIVERGED = 0.3  # a larger share of divergent trials points to a bug or a too-high LR range
+DROP = 0.02  # a curve that ends this much (relative) below its peak is getting worse
+
+
+def stage_of(key: str) -> str:
+    if key in LR_KEYS:
+        return "lr"
+    if key in REGULARIZATION_KEYS or key.startswith(REGULARIZATION_PREFIXES):
+        return "regularization"
+    return "capacity"  # architecture, family, activation, normalization, preprocessing
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # capacity | lr | regularization | flat
+    space: dict[str, ParamSpec]
+    trials: int  # this stage's share of the study's budget
+    share: float  # its share of the search time under --timeout
+    explore: int  # trials sampled quasi-randomly before the exploit sampler
+    fixed: dict[str, Any] = field(default_factory=dict)  # overrides held during this stage only
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "space": space_to_json(self.space)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Stage:
+        space = {k: ParamSpec.model_validate(v) for k, v in data["space"].items()}
+        return cls(**{**data, "space": space})
+
+
+def plan_stages(space: dict[str, ParamSpec], cfg: TuneConfig, *, trials: int) -> list[Stage]:
+    """Split the space and the trial budget into stages (one "flat" stage for --strategy flat)."""
+    fixed = {"train.epochs": cfg.epochs}
+    if cfg.strategy == "flat":
+        n = _cap(trials, space, cfg)
+        return [Stage("flat", space, n, 1.0, _explore(n, cfg), fixed)]
+    names = ("capacity", "lr", "regularization")
+    parts = {name: {k: v for k, v in space.items() if stage_of(k) == name} for name in names}
+    present = [(n, s) for n, s in zip(names, cfg.shares, strict=True) if parts[n]]
+    if trials < len(present):
+        raise BadInput(
+            f"--trials {trials} is fewer than the {len(present)} stages of the staged playbook "
+            f"({', '.join(n for n, _ in present)}). Use --trials {len(present)} or more, or --strategy flat."
+        )
+    total = sum(s for _, s in present)
+    counts = [max(1, round(trials * s / total)) for _, s in present]
+    counts[-1] = max(1, trials - sum(counts[:-1]))
+    while sum(counts) > trials:  # rounding gave more than the budget: take from the largest stage
+        counts[counts.index(max(counts))] -= 1
+    stages = []
+    for (name, share), n in zip(present, counts, strict=True):
+        n = _cap(n, parts[name], cfg)
+        held = {**REGULARIZATION_OFF, **fixed} if name == "capacity" else dict(fixed)
+        stages.append(Stage(name, parts[name], n, share / total, _explore(n, cfg), held))
+    return stages
+
+
+def _explore(n: int, cfg: TuneConfig) -> int:
+    """Quasi-random trials before the exploit sampler; 0 leaves TPE/GP to their own random start."""
+    return min(n, max(1, round(cfg.explore * n))) if cfg.explore > 0 else 0
+
+
+def _cap(n: int, space: dict[str, ParamSpec], cfg: TuneConfig) -> int:
+    """A grid search needs no more trials than its grid has points."""
+    if cfg.sampler != "grid":
+        return n
+    return min(n, math.prod(len(spec.grid(cfg.grid_points)) for spec in space.values()))
+
+
+def shrink_space(stage: Stage, capacity: Outcome | None) -> dict[str, ParamSpec]:
+    """T44: the regularization stage may try smaller widths/depths than the capacity winner, never larger."""
+    space = dict(stage.space)
+    if stage.name != "regularization" or capacity is None:
+        return space
+    for key in SHRINKABLE:
+        spec, chosen = capacity.space.get(key), capacity.params.get(key)
+        if spec is None or chosen is None:
+            continue
+        if spec.type == "categorical":
+            smaller = [c for c in spec.choices or [] if c <= chosen]
+            if len(smaller) > 1:
+                space[key] = ParamSpec(type="categorical", choices=smaller)
+        elif spec.low is not None and spec.low < chosen:
+            space[key] = ParamSpec(type=spec.type, low=spec.low, high=chosen, log=spec.log)
+    return space
+
+
+def rank_key(trial: FrozenTrial, *, maximize: bool) -> tuple[float, float]:
+    """Sort key, best first: the score, then the validation loss at the best epoch (accuracy ties often)."""
+    value = trial.value if trial.value is not None else math.nan
+    return (-value if maximize else value, trial.user_attrs.get("val_loss", math.inf))
+
+
+@dataclass
+class Outcome:
+    """A finished stage: its winner (fixed for later stages), the decision and the evidence behind it."""
+
+    name: str
+    space: dict[str, ParamSpec]
+    best: FrozenTrial | None
+    params: dict[str, Any]
+    decision: str
+    evidence: dict[str, Any]
+
+
+def decide(
+    stage: Stage,
+    space: dict[str, ParamSpec],
+    trials: list[FrozenTrial],
+    *,
+    maximize: bool,
+    fit_below: float,
+    epochs: int,
+    label: Callable[[FrozenTrial], int] = lambda t: t.number,
+) -> Outcome:
+    """Pick the stage's winner and run the playbook's checks; `label` numbers trials in the evidence."""
+    feasible = [t for t in trials if t.state == TrialState.COMPLETE and "diverged" not in t.user_attrs]
+    ranked = sorted(feasible, key=lambda t: rank_key(t, maximize=maximize))
+    evidence = checks(space, trials, ranked, maximize=maximize, epochs=epochs, label=label)
+    if not ranked:
+        return Outcome(stage.name, space, None, {}, _none_finished(stage, evidence), evidence)
+    best = ranked[0]
+    if stage.name == "capacity":
+        best, lead = _capacity_winner(ranked, fit_below, evidence, label)
+    else:
+        lead = f"best validation score {best.value:.4g} among {len(ranked)} finished trials"
+    params = {k: best.params[k] for k in space if k in best.params}
+    chosen = ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
+    decision = f"{stage.name}: {chosen} ({lead})" + "".join(f"; {w}" for w in evidence["warnings"])
+    return Outcome(stage.name, space, best, params, decision, evidence)
+
+
+def _capacity_winner(
+    ranked: list[FrozenTrial], fit_below: float, evidence: dict[str, Any], label: Callable[[FrozenTrial], int]
+) -> tuple[FrozenTrial, str]:
+    fits = [t for t in ranked if t.user_attrs.get("train_loss", math.inf) <= fit_below]
+    evidence["fit"] = {
+        "train_loss_below": round(fit_below, 6),
+        "fitting_trials": [label(t) for t in fits],
+        "train_loss": {label(t): t.user_attrs.get("train_loss") for t in ranked},
+    }
+    if fits:
+        return fits[0], (
+            f"best validation score {fits[0].value:.4g} among the {len(fits)} of {len(ranked)} models "
+            f"that fit the training set (train loss <= {fit_below:.3g}, T40)"
+        )
+    closest = min(ranked, key=lambda t: t.user_attrs.get("train_loss", math.inf))
+    evidence["warnings"].append(
+        "no model reached a low training loss: the largest tried is too small or the LR is off; widen the "
+        "capacity space (model.width, model.depth) and rerun (T40)"
+    )
+    return closest, f"lowest train loss {closest.user_attrs.get('train_loss', math.nan):.4g}; none fit"
+
+
+def _none_finished(stage: Stage, evidence: dict[str, Any]) -> str:
+    return f"{stage.name}: no trial finished feasibly; the earlier stages' choices are kept" + "".join(
+        f"; {w}" for w in evidence["warnings"]
+    )
+
+
+def checks(
+    space: dict[str, ParamSpec],
+    trials: list[FrozenTrial],
+    ranked: list[FrozenTrial],
+    *,
+    maximize: bool,
+    epochs: int,
+    label: Callable[[FrozenTrial], int],
+) -> dict[str, Any]:
+    """The Tuning Playbook's post-stage checks: boundary, divergence share, curve shape of the best trials."""
+    finished = [t for t in trials if t.state.is_finished() and not t.user_attrs.get("surplus")]
+    diverged = [t for t in finished if "diverged" in t.user_attrs]
+    share = len(diverged) / len(finished) if finished else 0.0
+    states = {s.name.lower(): sum(t.state == s for t in finished) for s in (TrialState.COMPLETE, TrialState.PRUNED)}
+    evidence: dict[str, Any] = {
+        "trials": len(finished),
+        **states,
+        "diverged": len(diverged),
+        "divergent_share": round(share, 3),
+        "divergence_examples": [t.user_attrs["diverged"]["reason"][:160] for t in diverged[:2]],
+        "boundary": _boundary(space, ranked[0]) if ranked else [],
+        "curves": [{"trial": label(t), **_curve(t, maximize=maximize, epochs=epochs)} for t in ranked[:3]],
+        "warnings": [],
+    }
+    warnings = evidence["warnings"]
+    for hit in evidence["boundary"]:
+        where = f"best {hit['key']}={_fmt(hit['value'])} is at the {hit['edge']} edge"
+        warnings.append(f"{where}: widen the range and rerun")
+    if share > MANY_DIVERGED:
+        warnings.append(f"{share:.0%} of trials diverged: lower the LR range or check the data for a bug (T31, T34)")
+    verdicts = [c["verdict"] for c in evidence["curves"]]
+    if verdicts and verdicts.count("improving") * 2 > len(verdicts):
+        warnings.append("the best curves are still improving at the last epoch: raise tune.epochs (train longer)")
+    if verdicts and verdicts.count("rising") * 2 > len(verdicts):
+        warnings.append("the best curves get worse after an early peak: regularize before anything else")
+    return evidence
+
+
+def _boundary(space: dict[str, ParamSpec], best: FrozenTrial) -> list[dict[str, Any]]:
+    hits = []
+    for key, spec in space.items():
+        if key not in best.params:
+            continue
+        pos = spec.position(best.params[key])
+        natural_floor = spec.type != "categorical" and not spec.log and spec.low == 0  # nothing below 0 to try
+        if pos is not None and pos <= EDGE and not natural_floor:
+            hits.append({"key": key, "value": best.params[key], "edge": "lower"})
+        elif pos is not None and pos >= 1 - EDGE:
+            hits.append({"key": key, "value": best.params[key], "edge": "upper"})
+    return hits
+
+
+def _curve(trial: FrozenTrial, *, maximize: bool, epochs: int) -> dict[str, Any]:
+    """improving: the peak is in the last tenth of a full-length run; rising: it ends DROP below an early peak."""
+    steps = sorted(trial.intermediate_values)
+    values = [trial.intermediate_values[s] for s in steps]
+    if not values:
+        return {"verdict": "no curve"}
+    sign = 1.0 if maximize else -1.0
+    peak = max(range(len(values)), key=lambda i: sign * values[i])
+    worse = sign * (values[peak] - values[-1]) / max(abs(values[peak]), 1e-12)
+    verdict = "flat"
+    if len(values) >= epochs and peak >= len(values) - max(1, epochs // 10):
+        verdict = "improving"
+    elif worse > DROP and peak < 0.7 * len(values):
+        verdict = "rising"
+    return {"best_epoch": steps[peak], "epochs": len(values), "verdict": verdict}
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

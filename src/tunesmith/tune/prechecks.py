@@ -1,0 +1,106 @@
+"""What the playbook measures once, before its first trial (T40, T31, T33), and how it uses it.
+
+- overfit one batch (T40): the starting model, regularization off, trained on one mini-batch of
+  training rows for `steps` steps, must drive that batch's loss far below the chance level. When
+  it cannot, no amount of tuning will help: the evidence points at a bug (labels, loss, LR).
+- the LR range test (T31, tunesmith.tune.lr_find): when its rules agree, the lr stage searches a
+  decade either side of its suggestion (within the declared range) instead of the whole range.
+- the batch-size finder (T33, tunesmith.tune.batch_size): batch sizes larger than the one that
+  still buys throughput are dropped from the lr stage; the LR is retuned with the batch size.
+
+All three read training rows only: the validation rows are for scoring trials, the test rows for
+the one final evaluation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunesmith.data import Prepared
+from tunesmith.errors import TrainingDiverged
+from tunesmith.models import build_model
+from tunesmith.recipe import Recipe, resolve
+from tunesmith.repro import seed_everything
+from tunesmith.train.trainer import Trainer
+from tunesmith.tune.batch_size import find_batch_size
+from tunesmith.tune.lr_find import lr_find
+from tunesmith.tune.objective import chance_loss
+from tunesmith.tune.playbook import REGULARIZATION_OFF
+from tunesmith.tune.space import ParamSpec
+
+__all__ = ["narrow", "overfit_one_batch", "prechecks"]
+
+BATCH_ROWS = 64  # the one batch the model must memorize
+STEPS = 150  # optimizer steps on it
+
+
+def overfit_one_batch(recipe: Recipe, prep: Prepared, *, below: float) -> dict[str, Any]:
+    """T40: can the starting model memorize one batch? (loss before/after, and whether it got below `below`)."""
+    rows = min(BATCH_ROWS, len(prep.x_train))
+    held = {**REGULARIZATION_OFF, "train.epochs": STEPS, "train.batch_size": rows, "train.schedule": "constant"}
+    resolved = resolve(recipe.with_overrides(held), prep.facts)
+    facts = prep.facts
+    seed_everything(resolved.train.seed)
+    net = build_model(resolved.model, kind=facts.kind, input_shape=facts.input_shape, n_outputs=facts.n_outputs)
+    trainer = Trainer(net, cfg=resolved.train, task=facts.task)
+    batch = (prep.x_train[:rows], prep.y_train[:rows])
+    try:
+        trainer.fit(batch)  # one step per epoch: the batch is the whole training set here
+    except TrainingDiverged as exc:
+        return {"rows": rows, "steps": STEPS, "passed": False, "diverged": str(exc)[:300]}
+    first, last = trainer.history[0]["train_loss"], trainer.history[-1]["train_loss"]
+    return {
+        "rows": rows,
+        "steps": STEPS,
+        "loss_first": round(first, 6),
+        "loss_last": round(last, 6),
+        "below": round(below, 6),
+        "passed": last <= below,
+    }
+
+
+def prechecks(recipe: Recipe, prep: Prepared, *, fit_loss: float, space: dict[str, ParamSpec]) -> dict[str, Any]:
+    """The three measurements, as JSON-ready evidence for tuning.json."""
+    resolved = resolve(recipe, prep.facts)
+    facts = prep.facts
+    below = fit_loss * chance_loss(prep)
+    out: dict[str, Any] = {"overfit_batch": overfit_one_batch(recipe, prep, below=below)}
+    train = (prep.x_train, prep.y_train)
+
+    def model() -> Any:
+        seed_everything(resolved.train.seed)
+        return build_model(resolved.model, kind=facts.kind, input_shape=facts.input_shape, n_outputs=facts.n_outputs)
+
+    found = lr_find(model(), train, task=facts.task, cfg=resolved.train, seed=resolved.train.seed)
+    out["lr_find"] = {
+        "suggestion": found.suggestion,
+        "agree": found.agree,
+        "warning": found.warning,
+        "suggestions": found.suggestions,
+    }
+    batch = space.get("train.batch_size")
+    sizes = [int(b) for b in batch.grid(2)] if batch is not None else []  # the largest size the space offers
+    cap = max(sizes, default=None)
+    device = resolved.train.device
+    sized = find_batch_size(model(), train, task=facts.task, cfg=resolved.train, device=device, max_batch=cap)
+    out["batch_size"] = {"batch_size": sized.batch_size, "reason": sized.reason}
+    return out
+
+
+def narrow(space: dict[str, ParamSpec], evidence: dict[str, Any]) -> dict[str, ParamSpec]:
+    """The lr stage's space after the range test and the batch-size finder (unchanged keys stay as declared)."""
+    space = dict(space)
+    lr, found = space.get("train.lr"), evidence.get("lr_find", {})
+    if lr is not None and lr.type == "float" and found.get("agree"):
+        assert lr.low is not None and lr.high is not None
+        low, high = max(lr.low, found["suggestion"] / 10), min(lr.high, found["suggestion"] * 10)
+        if low < high:
+            space["train.lr"] = ParamSpec(type="float", low=low, high=high, log=True)
+    batch, cap = space.get("train.batch_size"), evidence.get("batch_size", {}).get("batch_size")
+    if batch is not None and cap is not None:
+        if batch.type == "categorical":
+            kept = [b for b in batch.choices or [] if b <= cap] or [min(batch.choices or [cap])]
+            space["train.batch_size"] = ParamSpec(type="categorical", choices=kept)
+        elif batch.low is not None and batch.high is not None:
+            space["train.batch_size"] = ParamSpec(type="int", low=batch.low, high=max(batch.low, min(batch.high, cap)))
+    return space

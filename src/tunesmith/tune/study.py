@@ -1,0 +1,301 @@
+"""`tunesmith tune`: the driver. Creates (or joins, or resumes) a study, prints the plan, runs the
+workers, then refits the winner and evaluates it once on the test split (T52, T53).
+
+    tune(data="digits", timeout=120, out="runs/digits-tune")          # the staged playbook
+    tune("recipe.yaml", storage="postgresql://u:p@host/db", study="s1", workers=2)
+
+Creating a study does, in order: load and split the data (the test rows are set aside, unread),
+resolve the recipe, build and check the search space, run the prechecks (overfit one batch, LR
+range test, batch-size finder: training rows only), split space and budget into stages, and store
+all of it in the study (worker.Meta) so that any worker can join. A study that already exists is
+joined: its recipe and space must match the given ones (a name clash is bad input), and its
+budget holds (a second `tune` on a finished study runs no trial). `--resume` continues a run
+directory after Ctrl-C or a crash; trials already finished are never repeated, and since each
+trial's suggestion depends only on the study's history (samplers.StagedSampler) a graceful stop
+and resume gives the same trials as an uninterrupted study.
+
+--timeout bounds the whole tune: the search gets SEARCH_SHARE of it, split across stages by
+`tune.shares`, and the refit follows (it may overrun when trials are slow).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.storages import BaseStorage
+from torch import nn
+
+from tunesmith.errors import BadInput, TunesmithError, must_be
+from tunesmith.fitting import make_recipe
+from tunesmith.recipe import Recipe, load_recipe, resolve
+from tunesmith.run import RunDir, default_run_dir, write_json
+from tunesmith.tune.objective import DataCache, chance_loss, pick_metric
+from tunesmith.tune.outputs import collect, refit, write_outputs
+from tunesmith.tune.playbook import plan_stages
+from tunesmith.tune.prechecks import narrow, prechecks
+from tunesmith.tune.samplers import create_pruner, create_sampler, rungs
+from tunesmith.tune.space import TuneConfig, ambiguous_kind, check_space, default_space, space_to_json
+from tunesmith.tune.storage import JOURNAL, open_storage, redact
+from tunesmith.tune.worker import META, Meta, graceful_stop, join, load_meta, run_worker
+
+__all__ = ["TuneResult", "create_study", "run_workers", "tune"]
+
+log = logging.getLogger("tunesmith.tune")
+
+SEARCH_SHARE = 0.75  # of --timeout: the rest is left for the refit and the test evaluation
+PER_SESSION = ("tune.trials", "tune.timeout", "name")  # may differ between the sessions of one study
+STOPPED = 3  # exit code of a spawned worker stopped by Ctrl-C (its finished trials are kept)
+
+
+@dataclass
+class TuneResult:
+    metrics: dict[str, Any]  # metrics.json: the final refit, with its test metrics ({} when stopped early)
+    trials: pd.DataFrame  # trials.csv
+    tuning: dict[str, Any]  # tuning.json
+    best_recipe: Recipe | None
+    run_dir: Path
+    complete: bool  # False after a Ctrl-C: --resume continues
+    model: nn.Module | None = None  # the final refit's model
+
+
+def tune(
+    recipe: Recipe | str | Path | None = None,
+    *,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overrides: dict[str, Any] | None = None,
+    storage: str | None = None,
+    study: str | None = None,
+    workers: int = 1,
+    trials: int | None = None,
+    timeout: float | None = None,
+    strategy: str | None = None,
+    progress: bool = True,
+    **shortcuts: Any,
+) -> TuneResult:
+    """Tune a recipe (see tunesmith.fitting.SHORTCUTS for data=, epochs=, ...) and write a run directory."""
+    started = time.time()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # tunesmith logs the plan and one line per trial
+    if trials is not None and trials < 1:
+        raise BadInput(must_be("trials", "tune", "an int >= 1 (the study's total number of trials)", trials))
+    if workers < 1:
+        raise BadInput(must_be("workers", "tune", "an int >= 1 (local worker processes)", workers))
+    flags = {"tune.trials": trials, "tune.timeout": timeout, "tune.strategy": strategy}
+    given = {**{k: v for k, v in flags.items() if v is not None}, **(overrides or {})}
+    run = RunDir(Path(out) if out is not None else default_run_dir("tune"))
+    if resume and out is None:
+        raise BadInput("--resume needs --out DIR: the run directory of the tune to continue.")
+    if resume and run.complete:
+        log.info("%s is already complete; nothing to resume.", run.path)
+        return _load_complete(run)
+    if resume and storage is None and not (run.path / JOURNAL).is_file():
+        raise BadInput(f"Nothing to resume in {run.path}: it holds no {JOURNAL}. Start the tune without --resume.")
+    if not resume:
+        run.check_new()
+    fresh = recipe is not None or bool(given) or any(v is not None for v in shortcuts.values())
+    candidate = make_recipe(recipe, overrides=given, **shortcuts) if fresh else None
+    cfg = candidate.tune if candidate is not None else TuneConfig.model_validate({})
+    name = study or run.path.name
+    created = not run.path.exists()
+    run.path.mkdir(parents=True, exist_ok=True)
+    try:
+        store = open_storage(storage, run_dir=run.path, workers=workers, cfg=cfg)
+        meta = _join_or_create(store, name, candidate, resume=resume)
+    except BadInput:
+        if created:
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
+    timeout = timeout if timeout is not None else meta.recipe.tune.timeout
+    deadline = None if timeout is None else started + timeout * SEARCH_SHARE
+    where = redact(storage) if storage else str(run.path / JOURNAL)
+    for line in plan_lines(meta, storage=where, study=name, workers=workers, timeout=timeout):
+        log.info(line)
+    with graceful_stop() as stop:
+        url = storage or str(run.path / JOURNAL)
+        done = run_workers(store, name, url=url, workers=workers, deadline=deadline, stop=stop)
+    trials_ = collect(store, name, meta)
+    tuning = write_outputs(run.path, trials_)
+    table = pd.read_csv(run.path / "trials.csv")
+    if not done:
+        return TuneResult({}, table, tuning, trials_.best_recipe(), run.path, complete=False)
+    best = trials_.best_recipe()
+    if best is None:
+        raise BadInput(
+            f"No trial of study {name!r} finished feasibly (all diverged, failed or were pruned): see "
+            f"{run.path / 'trials.csv'}. Narrow the learning-rate range or check the data."
+        )
+    folds = meta.recipe.tune.refit_folds
+    log.info("refit: the best recipe, %d-fold cross-validation on train+val, then the test split", folds)
+    result = refit(best, run.path, folds=folds, progress=progress)
+    best_row = trials_.best()
+    summary = {"study": name, "trials": len(trials_.rows), "best_trial": best_row[0] if best_row else None}
+    metrics = {**result.metrics, "seconds": round(time.time() - started, 3), "tuning": summary}
+    write_json(run.metrics, metrics)  # last: the tune run directory is complete
+    return TuneResult(metrics, table, tuning, best, run.path, complete=True, model=result.model)
+
+
+def _join_or_create(store: BaseStorage, name: str, candidate: Recipe | None, *, resume: bool) -> Meta:
+    meta = load_meta(store, name)
+    if meta is not None:
+        if candidate is not None:
+            _check_same(meta, candidate, name)
+        return meta
+    if resume:
+        raise BadInput(f"There is no study {name!r} to resume in this storage. Pass the --study it was started with.")
+    if candidate is None:
+        raise BadInput("Nothing to tune: pass --data (or a recipe) to say which data to tune on.")
+    return create_study(store, name, candidate)
+
+
+def create_study(store: BaseStorage, name: str, recipe: Recipe) -> Meta:
+    """A new study `name` for `recipe`: its meta computed (create_meta) and stored for every worker."""
+    meta = create_meta(recipe)
+    main = optuna.create_study(storage=store, study_name=name)  # holds no trials: the stages are NAME.STAGE
+    main.set_user_attr(META, meta.to_json())
+    return meta
+
+
+def create_meta(recipe: Recipe) -> Meta:
+    """Everything a worker needs, computed once: space, metric, prechecks and the stages (see module doc)."""
+    cfg = recipe.tune
+    prep = DataCache().get(recipe)  # x_test is transformed here, never read
+    resolved = resolve(recipe, prep.facts)
+    ambiguous = ambiguous_kind(recipe, prep.facts)
+    space = cfg.space if cfg.space is not None else default_space(resolved, prep.facts, ambiguous=ambiguous)
+    check_space(space)
+    create_sampler(cfg.sampler, seed=0, space=space)  # an unknown sampler/pruner name fails before any work
+    create_pruner(cfg.pruner, epochs=cfg.epochs)
+    metric, maximize = pick_metric(cfg.metric, prep.facts.task)
+    fit_below = cfg.fit_loss * chance_loss(prep)
+    stages = plan_stages(space, cfg, trials=cfg.trials)
+    evidence: dict[str, Any] = {}
+    if cfg.strategy == "staged":
+        log.info("prechecks: overfit one batch (T40), LR range test (T31), batch-size finder (T33)")
+        evidence = prechecks(recipe, prep, fit_loss=cfg.fit_loss, space=space)
+        stages = [s if s.name != "lr" else replace(s, space=narrow(s.space, evidence)) for s in stages]
+    return Meta(recipe, space_to_json(space), stages, metric, maximize, fit_below, evidence)
+
+
+def _check_same(meta: Meta, candidate: Recipe, name: str) -> None:
+    """A study name clash: the study exists but was created for another space or recipe."""
+    mine_space, theirs_space = (space_to_json(r.tune.space or {}) for r in (candidate, meta.recipe))
+    if mine_space != theirs_space:
+        keys = set(mine_space) | set(theirs_space)
+        differ = sorted(k for k in keys if mine_space.get(k) != theirs_space.get(k)) or ["the default space"]
+        raise BadInput(
+            f"The study {name!r} already exists with a different search space (they differ on "
+            f"{', '.join(differ)}). Pass another --study name to start a new study, or the recipe "
+            "the study was created with to join it."
+        )
+    mine, theirs = _flat(candidate.model_dump(mode="json")), _flat(meta.recipe.model_dump(mode="json"))
+    differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k) and k not in PER_SESSION)
+    if differ:
+        raise BadInput(
+            f"The study {name!r} already exists for a different recipe (it differs on {', '.join(differ[:6])}). "
+            "Pass another --study name to start a new study, or the same recipe and flags to join or resume it."
+        )
+    if candidate.tune.trials != meta.recipe.tune.trials:
+        log.warning("the study's budget is %d trials (set when it was created)", meta.recipe.tune.trials)
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key != "space":
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def plan_lines(meta: Meta, *, storage: str, study: str, workers: int, timeout: float | None) -> list[str]:
+    """The plan printed before any trial: stages, trials, samplers, pruning rungs and epochs."""
+    cfg = meta.recipe.tune
+    direction = "maximize" if meta.maximize else "minimize"
+    total = sum(s.trials for s in meta.stages)
+    lines = [
+        f"study {study!r} in {storage}, {workers} worker{'s' if workers > 1 else ''}",
+        f"plan ({cfg.strategy}, T53): {total} trials of up to {cfg.epochs} epochs, each scored by its best "
+        f"validation {meta.metric} epoch ({direction})",
+    ]
+    for k, s in enumerate(meta.stages, 1):
+        how = f"{s.explore} quasi-random (qmc) then {cfg.sampler}" if s.explore else cfg.sampler
+        held = "; regularization off" if s.name == "capacity" else ""
+        keys = ", ".join(_range(key, spec) for key, spec in s.space.items())
+        lines.append(f"  {k}. {s.name}: {s.trials} trials, {how}{held}: {keys}")
+        if s.name == "regularization":
+            lines.append("     (width/depth may also shrink below the capacity winner, T44)")
+    lines.append(f"  {len(meta.stages) + 1}. refit the best recipe: {cfg.refit_folds}-fold CV on train+val, mean ± std")
+    lines.append(f"  {len(meta.stages) + 2}. test: one evaluation of the refit models on the held-out test split")
+    lines.append(f"  pruning ({cfg.pruner}): {rungs(cfg.pruner, epochs=cfg.epochs)}")
+    if timeout is not None:
+        lines.append(f"  time: {timeout:.0f} s in all, {timeout * SEARCH_SHARE:.0f} s for the search (shared by stage)")
+    return lines
+
+
+def _range(key: str, spec: Any) -> str:
+    if spec.type == "categorical":
+        return f"{key} in {spec.choices}"
+    scale = " log" if spec.log else ""
+    return f"{key} in [{spec.low:.3g}, {spec.high:.3g}]{scale}"
+
+
+def run_workers(
+    store: BaseStorage, name: str, *, url: str, workers: int, deadline: float | None, stop: threading.Event
+) -> bool:
+    """One worker in this process (on `store`), or `workers` spawned processes (on `url`), one thread each."""
+    if workers == 1:
+        return run_worker(store, name, deadline=deadline, stop=stop)
+    level = log.getEffectiveLevel()
+    context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools and locks
+    procs = [context.Process(target=_child, args=(url, name, deadline, workers, level)) for _ in range(workers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    codes = [p.exitcode for p in procs]
+    if 2 in codes:
+        raise BadInput("A worker process stopped on bad input; its message is above.")
+    if any(c not in (0, STOPPED) for c in codes):
+        raise TunesmithError(f"Worker processes failed (exit codes {codes}); their log is above.")
+    return all(c == 0 for c in codes) and not stop.is_set()
+
+
+def _child(url: str, name: str, deadline: float | None, workers: int, level: int) -> None:
+    """A spawned local worker: one torch thread (N processes beat one process with N threads on small models)."""
+    import torch
+
+    torch.set_num_threads(1)
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    try:
+        code = 0 if join(url, name, deadline=deadline, workers=workers) else STOPPED
+    except KeyboardInterrupt:  # a second Ctrl-C: the trial is failed and requeued on resume
+        code = STOPPED
+    except BadInput as exc:
+        log.error("error: %s", exc)
+        code = 2
+    sys.exit(code)
+
+
+def _load_complete(run: RunDir) -> TuneResult:
+    tuning = json.loads((run.path / "tuning.json").read_text())
+    best = run.path / "best_recipe.yaml"
+    return TuneResult(
+        run.load_metrics(),
+        pd.read_csv(run.path / "trials.csv"),
+        tuning,
+        load_recipe(best) if best.is_file() else None,
+        run.path,
+        complete=True,
+    )

@@ -1,0 +1,290 @@
+"""A worker: runs trials of a study until its budget is used, stage after stage (T52, T53).
+
+`tunesmith tune` runs one in-process (or spawns `--workers N` processes, one torch thread each)
+and `tunesmith worker` runs one on any machine that reaches the storage. Everything a worker
+needs is in the study itself: the main study `NAME` holds the recipe, the stages and the
+prechecks as a user attribute (`tunesmith`), and each stage is a plain Optuna study `NAME.STAGE`.
+A worker is therefore stateless: it can join late, die, or be restarted at any time.
+
+Rules that make N workers one search:
+- the budget belongs to the stage study: a worker asks for a trial only while the stage has fewer
+  original trials than its budget (a requeued copy replaces its original); a trial asked in a
+  race beyond the budget is dropped before it trains (`Surplus`).
+- a stage's winner is computed from its finished trials only, so every worker waits until the
+  stage has no running trial before it starts the next stage; while it waits it fails stale trials
+  (heartbeats) so a dead worker cannot block the study.
+- trials that failed for infrastructure reasons (a crash, a second Ctrl-C) are requeued with the
+  same parameters, up to `tune.max_retry` times; diverged trials are finished, never requeued.
+- Ctrl-C (once) finishes the current trial, then stops; finished trials are kept.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import yaml
+from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from tunesmith.errors import BadInput
+from tunesmith.recipe import Recipe, build_recipe
+from tunesmith.tune.objective import DataCache, Objective, Surplus, budget_used
+from tunesmith.tune.playbook import Outcome, Stage, decide, shrink_space
+from tunesmith.tune.samplers import StagedSampler, create_pruner, stable
+from tunesmith.tune.space import TuneConfig
+
+__all__ = ["META", "Meta", "graceful_stop", "join", "load_meta", "run_worker", "stage_outcomes", "stage_study"]
+
+log = logging.getLogger("tunesmith.tune")
+
+META = "tunesmith"  # the main study's user attribute holding everything a worker needs
+POLL = 1.0  # seconds between looks while other workers finish a stage
+
+
+@dataclass
+class Meta:
+    recipe: Recipe  # the base recipe (data, model, train, tune), as the study was created with it
+    space: dict[str, Any]  # the declared/default space, JSON (what a name clash is checked against)
+    stages: list[Stage]
+    metric: str
+    maximize: bool
+    fit_below: float  # capacity stage: a model "fits" below this training loss (T40)
+    prechecks: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe.to_yaml(),
+            "space": self.space,
+            "stages": [s.to_json() for s in self.stages],
+            "metric": self.metric,
+            "maximize": self.maximize,
+            "fit_below": self.fit_below,
+            "prechecks": self.prechecks,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Meta:
+        return cls(
+            recipe=build_recipe(yaml.safe_load(data["recipe"])),
+            space=data["space"],
+            stages=[Stage.from_json(s) for s in data["stages"]],
+            metric=data["metric"],
+            maximize=data["maximize"],
+            fit_below=data["fit_below"],
+            prechecks=data["prechecks"],
+        )
+
+
+def load_meta(storage: BaseStorage, name: str) -> Meta | None:
+    """The study's meta, or None when there is no study `name` in the storage."""
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None
+    if META not in study.user_attrs:
+        raise BadInput(
+            f"The study {name!r} exists but was not created by tunesmith (it has no {META!r} attribute). "
+            "Pass another --study name."
+        )
+    return Meta.from_json(study.user_attrs[META])
+
+
+def stage_study(storage: BaseStorage, name: str, stage: Stage, meta: Meta) -> optuna.Study:
+    cfg = meta.recipe.tune
+    sampler = StagedSampler(
+        exploit=cfg.sampler,
+        seed=meta.recipe.train.seed * 1000 + zlib.crc32(stage.name.encode()) % 1000,  # stages draw differently
+        space=stage.space,
+        explore=stage.explore,
+        grid_points=cfg.grid_points,
+    )
+    return optuna.create_study(
+        storage=storage,
+        study_name=f"{name}.{stage.name}",
+        direction="maximize" if meta.maximize else "minimize",
+        sampler=sampler,
+        pruner=create_pruner(cfg.pruner, epochs=cfg.epochs),
+        load_if_exists=True,
+    )
+
+
+def stage_outcomes(
+    storage: BaseStorage,
+    name: str,
+    meta: Meta,
+    *,
+    upto: int | None = None,
+    label: Callable[[str, FrozenTrial], int] | None = None,
+) -> list[Outcome]:
+    """Winners of the first `upto` stages (all by default), computed from their trials (deterministic).
+
+    label: (stage, trial) -> the number the evidence shows (default: the stage study's own numbering).
+    """
+    outcomes: list[Outcome] = []
+    for stage in meta.stages[:upto]:
+        study = stage_study(storage, name, stage, meta)
+        space = shrink_space(stage, next((o for o in outcomes if o.name == "capacity"), None))
+        number = (lambda t: t.number) if label is None else functools.partial(label, stage.name)
+        trials = study.get_trials(deepcopy=False)
+        epochs = meta.recipe.tune.epochs
+        outcomes.append(
+            decide(stage, space, trials, maximize=meta.maximize, fit_below=meta.fit_below, epochs=epochs, label=number)
+        )
+    return outcomes
+
+
+def run_worker(
+    storage: BaseStorage, name: str, *, deadline: float | None = None, stop: threading.Event | None = None
+) -> bool:
+    """Run trials until every stage of study `name` is done (True) or a stop was asked for (False)."""
+    meta = load_meta(storage, name)
+    if meta is None:
+        raise BadInput(f"There is no study {name!r} in this storage. Start one with `tunesmith tune --study {name}`.")
+    stop = stop or threading.Event()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # tunesmith logs one line per trial itself
+    data = DataCache()
+    data.get(meta.recipe)  # read the data now: a missing file is bad input before any trial starts
+    started, passed = time.time(), 0.0
+    for k, stage in enumerate(meta.stages):
+        passed += stage.share
+        stage_deadline = None if deadline is None else started + (deadline - started) * passed
+        done = stage_outcomes(storage, name, meta, upto=k)  # the earlier stages' winners, fixed from here on
+        space = shrink_space(stage, next((o for o in done if o.name == "capacity"), None))
+        objective = Objective(
+            base=meta.recipe,
+            carried={key: value for o in done for key, value in o.params.items()},
+            space=space,
+            fixed=stage.fixed,
+            stage=stage.name,
+            budget=stage.trials,
+            data=data,
+            metric=meta.metric,
+            maximize=meta.maximize,
+        )
+        keys = ", ".join(space)
+        log.info("stage %d/%d %s: %d trials over %s", k + 1, len(meta.stages), stage.name, stage.trials, keys)
+        study = stage_study(storage, name, stage, meta)
+        with stable():
+            retry = RetryHeartbeatStaleTrialCallback(max_retry=meta.recipe.tune.max_retry)
+        if not _drive(study, objective, budget=stage.trials, deadline=stage_deadline, stop=stop, retry=retry):
+            return False
+        log.info("  decision: %s", stage_outcomes(storage, name, meta, upto=k + 1)[-1].decision)
+    return True
+
+
+def _drive(
+    study: optuna.Study,
+    objective: Objective,
+    *,
+    budget: int,
+    deadline: float | None,
+    stop: threading.Event,
+    retry: RetryHeartbeatStaleTrialCallback,
+) -> bool:
+    """Run this stage's trials until its budget is used and no trial is running; False on a stop."""
+    while not stop.is_set():
+        with stable():
+            optuna.storages.fail_stale_trials(study)  # heartbeats: a dead worker's trial is failed and requeued
+        trials = study.get_trials(deepcopy=False)
+        _requeue_interrupted(study, trials, retry)
+        closed = bool(study.user_attrs.get("closed"))
+        if not closed and deadline is not None and time.time() > deadline:
+            study.set_user_attr("closed", True)  # time's up for this stage, for every worker
+            closed = True
+        states = {t.state for t in trials}
+        if not closed and (budget_used(trials) < budget or TrialState.WAITING in states):
+            _one_trial(study, objective)
+            continue
+        if TrialState.RUNNING not in states:
+            return True
+        time.sleep(POLL)  # another worker is finishing this stage's last trials
+    return False
+
+
+def _one_trial(study: optuna.Study, objective: Objective) -> None:
+    try:
+        study.optimize(objective, n_trials=1, gc_after_trial=False)
+    except Surplus as exc:
+        log.info("  %s; not run", exc)
+        return
+    except Exception:
+        if objective.taken_away is None:
+            raise
+        # our trial was judged stale (no heartbeat for grace_period) and failed by another worker, which
+        # requeued a copy: Optuna refuses our report/tell, our result is void, but this worker carries on
+        log.warning("  trial %d was failed by a heartbeat check elsewhere; its copy runs again", objective.taken_away)
+        return
+    last = study.get_trials(deepcopy=False)[-1]
+    log.info("  %s", _line(last))
+
+
+def _requeue_interrupted(
+    study: optuna.Study, trials: list[FrozenTrial], retry: RetryHeartbeatStaleTrialCallback
+) -> None:
+    """Requeue FAILed trials (crash, second Ctrl-C) that are neither diverged, surplus, nor requeued already."""
+    requeued = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    for t in trials:
+        if t.state == TrialState.FAIL and t.number not in requeued and not _settled(t):
+            retry(study, t)
+
+
+def _settled(trial: FrozenTrial) -> bool:
+    return "diverged" in trial.user_attrs or bool(trial.user_attrs.get("surplus"))
+
+
+def _line(trial: FrozenTrial) -> str:
+    params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+    epochs, seconds = trial.user_attrs.get("epochs", 0), trial.user_attrs.get("seconds", 0.0)
+    if "diverged" in trial.user_attrs:
+        outcome = "diverged (infeasible)"
+    elif trial.state == TrialState.PRUNED:
+        outcome = f"pruned at epoch {epochs}"
+    else:
+        outcome = f"{trial.state.name.lower()} {trial.value:.4g}" if trial.value is not None else trial.state.name
+    stage = trial.user_attrs.get("stage", "")
+    return f"{stage} trial {trial.number}: {params} -> {outcome} ({epochs} epochs, {seconds:.1f} s)"
+
+
+def join(url: str, name: str, *, deadline: float | None = None, workers: int = 1) -> bool:
+    """Open the storage at `url` with the study's own heartbeat settings and work on study `name` until done."""
+    from tunesmith.tune.storage import open_storage
+
+    store = open_storage(url, run_dir=None, workers=workers, cfg=TuneConfig.model_validate({}))
+    meta = load_meta(store, name)
+    if meta is not None and meta.recipe.tune != TuneConfig.model_validate({}):
+        store = open_storage(url, run_dir=None, workers=workers, cfg=meta.recipe.tune)
+    with graceful_stop() as stop:
+        return run_worker(store, name, deadline=deadline, stop=stop)
+
+
+@contextmanager
+def graceful_stop() -> Iterator[threading.Event]:
+    """First Ctrl-C: finish the current trial, then stop. Second: interrupt it (it is requeued on resume)."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        stop.set()
+        log.warning("Ctrl-C: stopping after the current trial (press it again to abort that trial)")
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,129 @@
+"""Healthy setups: different families, tasks, data kinds, optimizers and input forms.
+
+The doctor must draw no warn or fail from any check on these (a false alarm is a bug).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.datasets import load_breast_cancer
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from tests.doctor_cases import healthy
+from tests.doctor_cases.data import GRUNet, cnn, digits, mlp, seeded, split, standardize, tabular, waves
+
+
+@healthy(kind="tabular")
+def wine_through_the_cli_path():
+    """`tunesmith doctor --data wine`: tunesmith's MLP, AdamW, one-cycle, its own preprocessing."""
+    return {"recipe": {"data.source": "wine"}}
+
+
+@healthy(kind="tabular")
+def diabetes_regression_through_the_cli_path():
+    """`tunesmith doctor --data diabetes --set model.width=64`: a hard, noisy regression."""
+    return {"recipe": {"data.source": "diabetes", "model.width": 64}}
+
+
+@healthy(kind="image")
+@seeded
+def digits_with_the_default_model():
+    """model=None: the CNN `tunesmith fit` would build, with its optimizer and learning rate."""
+    train, val = digits()
+    return {"train": train, "val": val}
+
+
+@healthy(kind="tabular")
+@seeded
+def tabular_mlp_sgd_momentum():
+    train, val = tabular()
+    return {"model": mlp(8, 3, width=64), "train": train, "val": val, "optimizer": "sgd", "lr": 0.05}
+
+
+@healthy(kind="image")
+@seeded
+def cnn_with_batchnorm_from_a_user_dataloader():
+    (x, y), val = digits()
+    g = torch.Generator().manual_seed(0)
+    loader = DataLoader(
+        TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=32, shuffle=True, generator=g
+    )
+    return {"model": cnn(norm=True), "train": loader, "val": val, "optimizer": torch.optim.Adam, "lr": 3e-3}
+
+
+@healthy(kind="sequence")
+@seeded
+def gru_classifier_rmsprop():
+    train, val = waves()
+    return {"model": GRUNet(), "train": train, "val": val, "optimizer": "rmsprop", "lr": 3e-3}
+
+
+class Conv1dRegressor(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv1d(2, 16, 5, padding=2), nn.ReLU(), nn.Conv1d(16, 16, 5, padding=2), nn.ReLU())
+        self.head = nn.Linear(16, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x.transpose(1, 2)).mean(dim=2))  # (B, T, C) -> (B, 1)
+
+
+@healthy(kind="sequence")
+@seeded
+def conv1d_regression_adamw():
+    train, val = waves(regression=True)
+    return {"model": Conv1dRegressor(), "train": train, "val": val, "optimizer": "adamw", "lr": 3e-3}
+
+
+@healthy(kind="tabular")
+@seeded
+def tanh_regression_split_by_time_and_store():
+    """Daily sales of 30 stores: validation is the later days of other stores (time and group splits)."""
+    rng = np.random.default_rng(0)
+    n = 900
+    store, day = rng.integers(0, 30, n), rng.integers(0, 365, n)
+    x = np.column_stack([rng.normal(size=n), rng.normal(size=n), np.sin(2 * np.pi * day / 7)])
+    y = (x[:, 0] - 0.5 * x[:, 1] + 0.8 * x[:, 2] + 0.3 * rng.normal(size=n)).astype(np.float32)
+    tr, va = (store < 22) & (day < 300), (store >= 22) & (day >= 300)
+    xt, xv = standardize(x[tr], x[va])
+    model = mlp(3, 1, width=32, act=nn.Tanh)
+    with torch.no_grad():
+        for m in model:
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight, gain=nn.init.calculate_gain("tanh"))
+    return {
+        "model": model,
+        "train": (xt, y[tr]),
+        "val": (xv, y[va]),
+        "time": (day[tr], day[va]),
+        "groups": (store[tr], store[va]),
+        "optimizer": "adam",
+        "lr": 3e-3,
+    }
+
+
+@healthy(kind="tabular")
+@seeded
+def breast_cancer_one_logit_bce():
+    bunch = load_breast_cancer()
+    (xt, yt), (xv, yv) = split(bunch.data, bunch.target.astype(np.float32))
+    xt, xv = standardize(xt, xv)
+    model = nn.Sequential(mlp(30, 1, width=32), nn.Flatten(0))
+    return {
+        "model": model,
+        "train": (xt, yt),
+        "val": (xv, yv),
+        "task": "classification",
+        "loss_fn": nn.BCEWithLogitsLoss(),
+        "optimizer": "adam",
+    }
+
+
+@healthy(kind="image")
+@seeded
+def digits_autoencoder_default():
+    """Reconstruction with the default autoencoder."""
+    train, val = digits(n=600)
+    return {"train": train, "val": val, "task": "reconstruction"}

@@ -1,0 +1,224 @@
+"""`tune` end to end, in-process on iris (tiny trials): outputs, held-out test split, pruning, divergence,
+graceful stop + resume, heartbeats, the shared budget (T52, T53)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+import tunesmith.tune.objective as objective_module
+import tunesmith.tune.worker as worker_module
+from tunesmith.data import LoadedData
+from tunesmith.errors import BadInput
+from tunesmith.fitting import fit
+from tunesmith.train.trainer import Trainer
+from tunesmith.tune.storage import JOURNAL, open_storage
+from tunesmith.tune.study import tune
+from tunesmith.tune.worker import load_meta
+
+FAST = {"tune.epochs": 4, "tune.refit_folds": 2, "train.early_stopping.patience": None}
+
+
+def small(out: Path, **kwargs: Any) -> Any:
+    overrides = {**FAST, **kwargs.pop("overrides", {})}
+    kwargs.setdefault("data", "iris")
+    return tune(out=out, overrides=overrides, progress=False, **kwargs)
+
+
+def stage_trials(run_dir: Path, stage: str) -> list[optuna.trial.FrozenTrial]:
+    store = open_storage(str(run_dir / JOURNAL), run_dir=None, workers=1, cfg=load_recipe_tune())
+    return optuna.load_study(study_name=f"{run_dir.name}.{stage}", storage=store).get_trials()
+
+
+def load_recipe_tune() -> Any:
+    from tunesmith.tune.space import TuneConfig
+
+    return TuneConfig.model_validate({})
+
+
+@pytest.mark.slow
+def test_staged_tune_writes_the_contract(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = small(out, trials=3)
+    assert result.complete
+    table = pd.read_csv(out / "trials.csv")
+    assert list(table.columns[:5]) == ["number", "state", "value", "seconds", "stage"]
+    assert all(c.startswith("params_") for c in table.columns[5:]) and "params_model.width" in table.columns
+    assert table["number"].tolist() == [0, 1, 2] and table["stage"].tolist() == ["capacity", "lr", "regularization"]
+    tuning = json.loads((out / "tuning.json").read_text())
+    assert tuning["direction"] == "maximize" and tuning["metric"] == "accuracy" and tuning["strategy"] == "staged"
+    assert set(tuning["space"]["train.lr"]) == {"type", "low", "high", "log", "choices"}
+    assert [s["name"] for s in tuning["stages"]] == ["capacity", "lr", "regularization"]
+    for stage in tuning["stages"]:
+        assert {"name", "trials", "best", "decision", "evidence"} <= set(stage)
+        assert "divergent_share" in stage["evidence"] and "boundary" in stage["evidence"]
+    assert tuning["prechecks"]["overfit_batch"]["passed"]  # T40: an MLP memorizes 64 iris rows
+    assert {"suggestion", "agree"} <= set(tuning["prechecks"]["lr_find"])
+    best = tuning["best"]
+    assert best["value"] == table["value"].max() and str(best["trial"]) in tuning["curves"]
+    assert len(tuning["curves"][str(best["trial"])]) == 4  # the validation metric of every epoch
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"task", "val", "test", "epochs", "seconds", "seed"} <= set(metrics)
+    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and "test_std" in metrics  # 2-fold refit: mean ± std
+    recipe = yaml.safe_load((out / "best_recipe.yaml").read_text())
+    assert recipe["train"]["epochs"] == 4
+    rerun = fit(out / "best_recipe.yaml", out=tmp_path / "again", progress=False)  # re-runnable with fit
+    assert rerun.metrics["epochs"] <= 4
+    again = small(out, resume=True)  # a finished tune is complete: nothing runs again
+    assert again.complete and again.metrics == result.metrics
+
+
+def test_test_split_is_read_only_by_the_final_evaluation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+
+    class Held(np.ndarray):
+        """The test rows, tagged: any model evaluation on them is logged."""
+
+    prepare = LoadedData.prepare
+
+    def tagged(self: LoadedData, fold: int = 0) -> Any:
+        prep = prepare(self, fold)
+        prep.x_test = prep.x_test.view(Held)
+        return prep
+
+    outputs = Trainer.outputs
+
+    def watched(self: Trainer, data: Any) -> Any:
+        if isinstance(data, tuple) and isinstance(data[0], Held):
+            events.append("test")
+        return outputs(self, data)
+
+    train_trial = objective_module.train_trial
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        events.append("trial")
+        return train_trial(*args, **kwargs)
+
+    monkeypatch.setattr(LoadedData, "prepare", tagged)
+    monkeypatch.setattr(Trainer, "outputs", watched)
+    monkeypatch.setattr(objective_module, "train_trial", counted)
+    small(tmp_path / "run", trials=3, strategy="flat")
+    assert events.count("trial") == 3 and "test" in events
+    assert events.index("test") > len(events) - 1 - events[::-1].index("trial")  # first test read after the last trial
+
+
+@pytest.mark.slow
+def test_pruning_cuts_bad_trials(tmp_path: Path) -> None:
+    space = {"train.lr": {"type": "float", "low": 1e-6, "high": 1e-1, "log": True}}
+    overrides = {"tune.space": space, "tune.pruner": "successive_halving", "tune.epochs": 9, "tune.explore": 0.5}
+    small(tmp_path / "run", trials=8, strategy="flat", overrides=overrides)
+    table = pd.read_csv(tmp_path / "run" / "trials.csv")
+    pruned = table[table["state"] == "PRUNED"]
+    assert len(pruned) >= 1
+    trials = {t.number: t for t in stage_trials(tmp_path / "run", "flat")}
+    for number in pruned["number"]:
+        assert len(trials[number].intermediate_values) < 9  # cut before its last epoch
+    assert table.loc[table["state"] == "COMPLETE", "params_train.lr"].max() > pruned["params_train.lr"].min()
+
+
+def test_divergent_trials_are_infeasible_and_never_retried(tmp_path: Path) -> None:
+    space = {"train.lr": {"type": "categorical", "choices": [1e-2, 1e6]}}
+    overrides = {"tune.space": space, "tune.sampler": "grid", "train.optimizer": "sgd"}
+    small(tmp_path / "run", trials=5, strategy="flat", overrides=overrides)
+    table = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert len(table) == 2  # a grid of 2 points: no retries, no more trials
+    assert set(table["state"]) == {"COMPLETE", "DIVERGED"}
+    diverged = next(t for t in stage_trials(tmp_path / "run", "flat") if "diverged" in t.user_attrs)
+    assert diverged.params["train.lr"] == 1e6 and diverged.constraints == {"diverged": 1.0}
+    assert "diverged" in diverged.user_attrs["diverged"]["reason"]
+    tuning = json.loads((tmp_path / "run" / "tuning.json").read_text())
+    assert tuning["stages"][0]["evidence"]["divergent_share"] == 0.5
+    assert tuning["best"]["params"] == {"train.lr": 1e-2}
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_resume_equals_an_uninterrupted_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    overrides = {"tune.pruner": "successive_halving", "tune.explore": 0.34}
+    whole = small(tmp_path / "whole", trials=6, strategy="flat", overrides=overrides)
+    one_trial = worker_module._one_trial
+    calls = {"n": 0}
+
+    def interrupt_after_three(*args: Any) -> None:
+        one_trial(*args)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C: the current trial is done, then stop
+
+    monkeypatch.setattr(worker_module, "_one_trial", interrupt_after_three)
+    stopped = small(tmp_path / "parts", trials=6, strategy="flat", overrides=overrides)
+    assert not stopped.complete and len(stopped.trials) == 3
+    monkeypatch.setattr(worker_module, "_one_trial", one_trial)
+    resumed = tune(out=tmp_path / "parts", resume=True, progress=False)  # the study knows its recipe
+    assert resumed.complete
+    cols = [c for c in whole.trials.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(whole.trials[cols], resumed.trials[cols])  # same suggestions, same pruning
+
+
+def test_a_trial_failed_by_a_heartbeat_check_does_not_crash_its_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = objective_module.ReportEpochs.on_epoch_end
+    done = {"failed": False}
+
+    def judged_stale(self: Any, trainer: Any, row: dict[str, float]) -> None:
+        if not done["failed"]:  # another worker's heartbeat check fails this live trial
+            done["failed"] = True
+            self.trial.study._storage.set_trial_state_values(self.trial._trial_id, TrialState.FAIL)
+        report(self, trainer, row)
+
+    monkeypatch.setattr(objective_module.ReportEpochs, "on_epoch_end", judged_stale)
+    result = small(tmp_path / "run", trials=3, strategy="flat")
+    assert result.complete
+    trials = stage_trials(tmp_path / "run", "flat")
+    assert trials[0].state == TrialState.FAIL
+    copy = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
+    assert len(copy) == 1 and copy[0].state == TrialState.COMPLETE and copy[0].params == trials[0].params
+    assert sum("failed_trial" not in t.system_attrs for t in trials) == 3  # the budget holds
+
+
+def test_joining_a_finished_study_runs_nothing(tmp_path: Path) -> None:
+    storage = str(tmp_path / "shared.journal")
+    small(tmp_path / "a", trials=2, strategy="flat", storage=storage, study="s1")
+    result = small(tmp_path / "b", trials=2, strategy="flat", storage=storage, study="s1")
+    assert len(result.trials) == 2  # the budget belongs to the study: b ran no trial
+    meta = load_meta(open_storage(storage, run_dir=None, workers=1, cfg=load_recipe_tune()), "s1")
+    assert meta is not None and meta.stages[0].trials == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"trials": 0}, r"'trials' parameter of tune must be an int >= 1.*Got 0"),
+        ({"workers": 0}, r"'workers' parameter of tune"),
+        ({"overrides": {"tune.space": {}}}, "search space .* is empty"),
+        (
+            {"overrides": {"tune.space": {"model.widht": {"type": "int", "low": 8, "high": 64}}}},
+            "Did you mean 'model.width'",
+        ),
+        ({"overrides": {"tune.sampler": "tpee"}}, "Did you mean 'tpe'"),
+        ({"storage": "sqlite:///x.db", "workers": 2}, "SQLite, which is not safe for 2 parallel workers"),
+        ({"storage": "mysql://u@h/db"}, "--storage must be"),
+    ],
+)
+def test_bad_input(tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(BadInput, match=message):
+        small(tmp_path / "run", strategy="flat", **kwargs)
+    assert not (tmp_path / "run").exists()  # bad input leaves nothing behind
+
+
+def test_study_name_clash(tmp_path: Path) -> None:
+    storage = str(tmp_path / "shared.journal")
+    small(tmp_path / "a", trials=1, strategy="flat", storage=storage, study="s1")
+    other = {"tune.space": {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}}
+    with pytest.raises(BadInput, match=r"already exists with a different search space .*train\.lr"):
+        small(tmp_path / "b", trials=1, strategy="flat", storage=storage, study="s1", overrides=other)

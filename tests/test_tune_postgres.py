@@ -1,0 +1,107 @@
+"""Storage and workers against a real PostgreSQL (Debian's server in a throwaway cluster): two worker
+processes on one study, a wrong password, a study-name clash (T52, design.md "Storage").
+
+The cluster is started once per session when the server binaries exist (/usr/lib/postgresql/*/bin);
+without them the PostgreSQL tests skip, except in CI (the CI variable set), where .ci/run installs them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import run_cli
+from tests.pg import PASSWORD, server_binaries, throwaway_postgres
+from tunesmith.cli import app
+from tunesmith.tune.space import TuneConfig
+from tunesmith.tune.storage import open_storage
+
+FAST = ["--set", "tune.refit_folds=2", "--set", "train.early_stopping.patience=null", "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """postgresql://postgres:PASSWORD@127.0.0.1:PORT/postgres of a throwaway cluster (password auth)."""
+    bindir = server_binaries()
+    if bindir is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have PostgreSQL's server binaries (.ci/run installs the postgresql package)")
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+    with throwaway_postgres(bindir) as url:
+        yield url
+
+
+def _trials(storage: str, study: str) -> list[optuna.trial.FrozenTrial]:
+    store = open_storage(storage, run_dir=None, workers=1, cfg=TuneConfig.model_validate({}))
+    return optuna.load_study(study_name=study, storage=store).get_trials()
+
+
+def invoke(*args: str) -> Any:
+    """The CLI in this process (no interpreter start-up): exit code and output."""
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_postgres_study(postgres: str, tmp_path: Path) -> None:
+    """`tunesmith tune` and a `tunesmith worker` on two processes run one study of 6 trials between them."""
+    args = ["--data", "iris", "--strategy", "flat", "--trials", "6", "--storage", postgres, "--study", "pair"]
+    tune = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tunesmith",
+            "tune",
+            *args,
+            "--out",
+            str(tmp_path / "run"),
+            "--set",
+            "tune.epochs=15",
+            *FAST,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:  # the study exists once tune has run its plan
+        try:
+            _trials(postgres, "pair.flat")
+            break
+        except KeyError:
+            time.sleep(0.5)
+    worker = run_cli("worker", "--storage", postgres, "--study", "pair", "--quiet")
+    _, err = tune.communicate(timeout=300)
+    assert worker.returncode == 0, worker.stderr
+    assert tune.returncode == 0, err
+    trials = _trials(postgres, "pair.flat")
+    assert len(trials) == 6 and all(t.state.is_finished() for t in trials)
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both processes ran trials
+    assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_wrong_password_is_bad_input(postgres: str, tmp_path: Path) -> None:
+    wrong = postgres.replace(PASSWORD, "nope")
+    result = invoke("tune", "--data", "iris", "--storage", wrong, "--out", str(tmp_path / "run"), "--quiet")
+    assert result.exit_code == 2
+    assert "password authentication failed" in result.output and "Check the user name and password" in result.output
+    assert "nope" not in result.output and "Traceback" not in result.output  # the password is not echoed
+    assert not (tmp_path / "run").exists()
+
+
+def test_study_name_clash_is_bad_input(postgres: str, tmp_path: Path) -> None:
+    base = ["--data", "iris", "--strategy", "flat", "--trials", "1", "--storage", postgres, "--study", "clash"]
+    first = invoke("tune", *base, "--out", str(tmp_path / "a"), "--set", "tune.epochs=2", *FAST)
+    assert first.exit_code == 0, first.output
+    other = "tune.space={train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}}"
+    second = invoke("tune", *base, "--out", str(tmp_path / "b"), "--set", other, "--set", "tune.epochs=2", *FAST)
+    assert second.exit_code == 2
+    assert "already exists with a different search space" in second.output and "train.lr" in second.output
