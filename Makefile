@@ -16,8 +16,12 @@ $(BIN)/tunesmith: pyproject.toml
 
 venv: $(BIN)/tunesmith
 
+# The main job on the built-in digits set: train with the defaults, tune briefly, write both reports.
 demo: venv
-	$(BIN)/tunesmith fit --data digits --out runs/demo-digits
+	rm -rf runs/demo
+	$(BIN)/tunesmith fit --data digits --out runs/demo/fit
+	$(BIN)/tunesmith tune --data digits --timeout 90 --out runs/demo/tune
+	@echo "reports: runs/demo/fit/report.html runs/demo/tune/report.html"
 
 test: venv
 	$(BIN)/pytest -q

@@ -6,6 +6,9 @@ like the Trainer, evaluates validation loss and accuracy after every epoch. The 
 `fit` uses it: history rows with validation metrics every epoch (loss, accuracy, F1), the
 constant schedule, callbacks dispatched. The runs alternate (the order rotates every pair) and
 the ratio is the median of the per-pair ratios, so load on a shared machine hits both sides.
+Wall time is the target; the process's CPU time is printed beside it, as it is the steadier
+clock on a busy machine. On an oversubscribed CPU, run with `--threads 1`: OpenMP threads that
+wait on each other made every run here 20-50x slower and the ratios meaningless.
 
 If `lightning` is importable, its Trainer runs the same work in the same rotation: a
 LightningModule around the same model, index-sliced batches (no per-sample collation), the
@@ -161,10 +164,13 @@ def lightning_trainer(data: tuple[torch.Tensor, ...], epochs: int) -> float:
     return float(trainer.callback_metrics["val_accuracy"])
 
 
-def timed(run: Callable[[tuple[torch.Tensor, ...], int], float], data: tuple[torch.Tensor, ...], epochs: int) -> float:
-    started = time.perf_counter()
+def timed(
+    run: Callable[[tuple[torch.Tensor, ...], int], float], data: tuple[torch.Tensor, ...], epochs: int
+) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process): on a shared machine the CPU time is the steadier of the two."""
+    wall, cpu = time.perf_counter(), time.process_time()
     run(data, epochs)
-    return time.perf_counter() - started
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -198,19 +204,20 @@ def main() -> None:
     for run in runners.values():  # warm-up: first-call costs (imports, allocator) count for nobody
         run(data, 1)
     names = list(runners)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     for r in range(args.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             times[name].append(timed(runners[name], data, args.epochs))
-        print(f"round {r + 1}: " + ", ".join(f"{n} {times[n][-1]:.2f} s" for n in names), flush=True)
+        print(f"round {r + 1}: " + ", ".join(f"{n} {times[n][-1][0]:.2f} s" for n in names), flush=True)
     for name in names[1:]:
-        ratios = [t / h for t, h in zip(times[name], times["hand"], strict=True)]
-        print(
-            f"{name} / hand loop: median ratio {statistics.median(ratios):.3f} "
-            f"(min {min(ratios):.3f}, max {max(ratios):.3f}); median {statistics.median(times[name]):.2f} s "
-            f"vs {statistics.median(times['hand']):.2f} s"
-        )
+        for i, clock in enumerate(("wall", "CPU")):
+            ratios = [t[i] / h[i] for t, h in zip(times[name], times["hand"], strict=True)]
+            ours, hand = statistics.median(t[i] for t in times[name]), statistics.median(h[i] for h in times["hand"])
+            print(
+                f"{name} / hand loop ({clock} time): median ratio {statistics.median(ratios):.3f} "
+                f"(min {min(ratios):.3f}, max {max(ratios):.3f}); median {ours:.2f} s vs {hand:.2f} s"
+            )
     print(f"load average after: {os.getloadavg()}")
 
 

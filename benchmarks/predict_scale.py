@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from tunesmith.fitting import fit
-from tunesmith.predict import load_run, predict
+from tunesmith.prediction import load_run, predict
 
 NUMERIC, CATEGORICAL, LEVELS = 45, 5, 12
 

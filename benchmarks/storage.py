@@ -7,7 +7,7 @@ its tell; the time of every trial's bookkeeping is recorded and the median (and 
 The journal and SQLite files go to `--dir`. Optuna's journal backend fsyncs every append, so on a
 disk its time is the disk's fsync latency (a busy shared disk: tens of ms); on tmpfs (/dev/shm)
 it is the bookkeeping itself. The filesystem is printed with the numbers.
-Storages are opened as `tunesmith tune` opens them (tunesmith.tune.storage.open_storage):
+Storages are opened as `tunesmith tune` opens them (tunesmith.tuning.storage.open_storage):
 
 - journal: the default, an Optuna journal file (target: median <= 5 ms at 1,000 trials)
 - sqlite: Optuna's RDBStorage on a SQLite file
@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.pg: the th
 
 from tests.pg import server_binaries, throwaway_postgres
 
-from tunesmith.tune.space import TuneConfig
-from tunesmith.tune.storage import open_storage
+from tunesmith.tuning.space import TuneConfig
+from tunesmith.tuning.storage import open_storage
 
 
 def bookkeeping(url: str, *, trials: int, reports: int) -> list[float]:

@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 
 from tunesmith.fitting import make_recipe
-from tunesmith.tune.outputs import collect
-from tunesmith.tune.storage import open_storage
-from tunesmith.tune.study import create_study
-from tunesmith.tune.worker import run_worker
+from tunesmith.tuning.outputs import collect
+from tunesmith.tuning.storage import open_storage
+from tunesmith.tuning.study import create_study
+from tunesmith.tuning.worker import run_worker
 
 STRATEGIES: dict[str, dict[str, Any]] = {
     "playbook": {},
@@ -70,7 +71,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores, torch threads default")
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores, {torch.get_num_threads()} torch threads")
     print(f"{args.data}: target val accuracy {args.target}, {args.trials} trials x {args.epochs} epochs, seeds 0..")
     times: dict[str, list[float]] = {name: [] for name in STRATEGIES}
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,9 +25,9 @@ import optuna
 import torch
 
 from tunesmith.fitting import make_recipe
-from tunesmith.tune.storage import JOURNAL, open_storage
-from tunesmith.tune.study import create_study, run_workers
-from tunesmith.tune.worker import graceful_stop, stage_study
+from tunesmith.tuning.storage import JOURNAL, open_storage
+from tunesmith.tuning.study import create_study, run_workers
+from tunesmith.tuning.worker import graceful_stop, stage_study
 
 SPACE = {
     "train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},

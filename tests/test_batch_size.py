@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from tunesmith.errors import BadInput
 from tunesmith.recipe import TrainConfig
-from tunesmith.tune.batch_size import find_batch_size
+from tunesmith.tuning.batch_size import find_batch_size
 
 CFG = TrainConfig.model_validate({"batch_size": 32, "lr": 1e-3, "optimizer": "adamw"})
 MiB = 2**20

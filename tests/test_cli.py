@@ -21,7 +21,8 @@ def invoke(*args: str):
 
 
 def test_cli_import_does_not_load_torch() -> None:
-    code = "import sys, tunesmith.cli; print(sorted(m for m in ('torch', 'optuna', 'sklearn', 'matplotlib') if m in sys.modules))"
+    heavy = "('torch', 'optuna', 'sklearn', 'matplotlib')"
+    code = f"import sys, tunesmith.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -166,3 +167,14 @@ def test_existing_run_directory_is_not_overwritten(tmp_path: Path) -> None:
     assert invoke("fit", "--data", "iris", "--epochs", "1", "--out", str(out), "--quiet").exit_code == 0
     result = invoke("fit", "--data", "iris", "--epochs", "1", "--out", str(out), "--quiet")
     assert result.exit_code == 2 and "already holds a complete run" in result.output
+
+
+def test_api_functions_survive_importing_their_modules() -> None:
+    # a submodule named like an API function would replace it on the package once imported
+    code = (
+        "import tunesmith as ts, tunesmith.fitting, tunesmith.tuning, tunesmith.prediction, tunesmith.diagnosis, "
+        "tunesmith.comparison\n"
+        "print(all(callable(getattr(ts, n)) for n in ('fit', 'tune', 'predict', 'doctor', 'compare', 'lr_find')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"

@@ -44,6 +44,8 @@ def test_identical_and_constant_differences_have_a_collapsed_interval() -> None:
     same = paired_verdict(a, a, higher_is_better=True)
     assert (same.diff, same.ci95, same.verdict) == (0.0, (0.0, 0.0), "no detectable difference")
     assert same.smallest_effect is None  # no spread to estimate it from: unknown, not "0 is detectable"
+    one_row = paired_verdict([23 / 24, 1.0, 22 / 24], [22 / 24, 23 / 24, 21 / 24], higher_is_better=True)
+    assert one_row.smallest_effect is None and one_row.verdict == "better"  # 1/24 up at every seed, round-off aside
     shifted = paired_verdict(a - 0.05, a, higher_is_better=True)
     assert shifted.verdict == "worse" and shifted.ci95 == pytest.approx((-0.05, -0.05))
 

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import run_cli
 from tunesmith import fit as _api  # noqa: F401  (the lazy API must import)
 from tunesmith.fitting import fit as ts_fit
-from tests.conftest import run_cli
 
 QUICK = {"train.epochs": 3}
 

@@ -16,7 +16,7 @@ from tests.conftest import run_cli
 from tunesmith.errors import BadInput
 from tunesmith.recipe import TrainConfig
 from tunesmith.train.trainer import Trainer
-from tunesmith.tune.lr_find import RULES, decide, lr_find, suggest
+from tunesmith.tuning.lr_find import RULES, decide, lr_find, suggest
 
 CFG = TrainConfig.model_validate(
     {"batch_size": 32, "lr": 1e-3, "optimizer": "adamw", "schedule": "constant", "epochs": 2, "checkpoint": False}
@@ -70,7 +70,10 @@ def test_a_finder_run_after_training_leaves_model_optimizer_and_rng_bit_identica
 
 def test_the_sweep_is_exponential_stops_on_divergence_and_finds_a_working_lr() -> None:
     x, y = _data()
-    result = lr_find(_model(), (x, y), task="classification", cfg=CFG, start_lr=1e-6, end_lr=100.0, steps=60)
+    threads = torch.get_num_threads()
+    one_thread = CFG.model_copy(update={"threads": 1})
+    result = lr_find(_model(), (x, y), task="classification", cfg=one_thread, start_lr=1e-6, end_lr=100.0, steps=60)
+    assert torch.get_num_threads() == threads  # the recipe's thread count applied to the sweep only
     lrs = np.asarray(result.lrs)
     assert lrs[0] == pytest.approx(1e-6)
     assert np.allclose(lrs[1:] / lrs[:-1], (1e8) ** (1 / 59))  # constant ratio: exponential
@@ -150,7 +153,9 @@ def test_a_sweep_that_diverges_at_once_is_refused() -> None:
 @pytest.mark.slow
 def test_cli_prints_the_evidence_and_writes_json_and_plot(tmp_path: Path) -> None:
     out = tmp_path / "lr"
-    done = run_cli("lr-find", "--data", "iris", "--out", str(out), "--seeds", "2", "--steps", "30")
+    done = run_cli(
+        "lr-find", "--data", "iris", "--out", str(out), "--seeds", "2", "--steps", "30", "--set", "train.threads=1"
+    )
     assert done.returncode == 0, done.stderr
     assert "suggested lr" in done.stdout and "valley" in done.stdout and "swing over seeds [0, 1]" in done.stdout
     saved = json.loads((out / "lr_find.json").read_text())

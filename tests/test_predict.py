@@ -16,7 +16,7 @@ from tunesmith.cli import app
 from tunesmith.data import load_data
 from tunesmith.errors import BadInput
 from tunesmith.fitting import fit as ts_fit
-from tunesmith.predict import load_run, predict, write_predictions
+from tunesmith.prediction import load_run, predict, write_predictions
 from tunesmith.recipe import load_recipe
 
 runner = CliRunner()

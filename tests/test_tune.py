@@ -16,15 +16,15 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-import tunesmith.tune.objective as objective_module
-import tunesmith.tune.worker as worker_module
+import tunesmith.tuning.objective as objective_module
+import tunesmith.tuning.worker as worker_module
 from tunesmith.data import LoadedData
 from tunesmith.errors import BadInput
 from tunesmith.fitting import fit
 from tunesmith.train.trainer import Trainer
-from tunesmith.tune.storage import JOURNAL, open_storage
-from tunesmith.tune.study import tune
-from tunesmith.tune.worker import load_meta
+from tunesmith.tuning.storage import JOURNAL, open_storage
+from tunesmith.tuning.study import tune
+from tunesmith.tuning.worker import load_meta
 
 FAST = {"tune.epochs": 4, "tune.refit_folds": 2, "train.early_stopping.patience": None}
 
@@ -41,7 +41,7 @@ def stage_trials(run_dir: Path, stage: str) -> list[optuna.trial.FrozenTrial]:
 
 
 def load_recipe_tune() -> Any:
-    from tunesmith.tune.space import TuneConfig
+    from tunesmith.tuning.space import TuneConfig
 
     return TuneConfig.model_validate({})
 

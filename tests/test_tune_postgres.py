@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,8 @@ from typer.testing import CliRunner
 from tests.conftest import run_cli
 from tests.pg import PASSWORD, server_binaries, throwaway_postgres
 from tunesmith.cli import app
-from tunesmith.tune.space import TuneConfig
-from tunesmith.tune.storage import open_storage
+from tunesmith.tuning.space import TuneConfig
+from tunesmith.tuning.storage import open_storage
 
 FAST = ["--set", "tune.refit_folds=2", "--set", "train.early_stopping.patience=null", "--quiet"]
 
@@ -52,36 +51,19 @@ def invoke(*args: str) -> Any:
 
 @pytest.mark.slow
 def test_two_workers_share_one_postgres_study(postgres: str, tmp_path: Path) -> None:
-    """`tunesmith tune` and a `tunesmith worker` on two processes run one study of 6 trials between them."""
-    args = ["--data", "iris", "--strategy", "flat", "--trials", "6", "--storage", postgres, "--study", "pair"]
-    tune = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tunesmith",
-            "tune",
-            *args,
-            "--out",
-            str(tmp_path / "run"),
-            "--set",
-            "tune.epochs=15",
-            *FAST,
-        ],
+    """A `tunesmith worker` started first (it waits for the study) and `tunesmith tune`: two processes run one
+    study of 6 trials between them, and tune refits the winner."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "tunesmith", "worker", "--storage", postgres, "--study", "pair", "--wait", "300"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 120
-    while time.time() < deadline:  # the study exists once tune has run its plan
-        try:
-            _trials(postgres, "pair.flat")
-            break
-        except KeyError:
-            time.sleep(0.5)
-    worker = run_cli("worker", "--storage", postgres, "--study", "pair", "--quiet")
-    _, err = tune.communicate(timeout=300)
-    assert worker.returncode == 0, worker.stderr
-    assert tune.returncode == 0, err
+    args = ["--data", "iris", "--strategy", "flat", "--trials", "6", "--storage", postgres, "--study", "pair"]
+    tune = run_cli("tune", *args, "--out", str(tmp_path / "run"), "--set", "tune.epochs=15", *FAST, timeout=600)
+    _, err = worker.communicate(timeout=300)
+    assert tune.returncode == 0, tune.stderr
+    assert worker.returncode == 0, err
     trials = _trials(postgres, "pair.flat")
     assert len(trials) == 6 and all(t.state.is_finished() for t in trials)
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both processes ran trials

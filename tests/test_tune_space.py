@@ -11,10 +11,10 @@ from optuna.trial import TrialState, create_trial
 
 from tunesmith.errors import BadInput
 from tunesmith.recipe import DataFacts, Recipe, load_recipe, resolve
-from tunesmith.tune.playbook import REGULARIZATION_OFF, decide, plan_stages, shrink_space, stage_of
-from tunesmith.tune.prechecks import narrow
-from tunesmith.tune.samplers import StagedSampler, create_pruner, create_sampler, rungs
-from tunesmith.tune.space import ParamSpec, TuneConfig, ambiguous_kind, check_space, default_space
+from tunesmith.tuning.playbook import REGULARIZATION_OFF, Criteria, decide, plan_stages, shrink_space, stage_of
+from tunesmith.tuning.prechecks import narrow
+from tunesmith.tuning.samplers import StagedSampler, create_pruner, create_sampler, rungs
+from tunesmith.tuning.space import ParamSpec, TuneConfig, ambiguous_kind, check_space, default_space
 
 IMAGES = DataFacts(task="classification", kind="image", n_train=1000, input_shape=(1, 8, 8), n_outputs=10)
 TABLE = DataFacts(task="classification", kind="tabular", n_train=100, input_shape=(4,), n_outputs=3)
@@ -24,6 +24,7 @@ def test_default_space_follows_the_family() -> None:
     cnn = default_space(resolve(Recipe(), IMAGES), IMAGES)
     mlp = default_space(resolve(Recipe(), TABLE), TABLE)
     assert cnn["model.width"].choices == [16, 32, 64] and mlp["model.width"].choices == [64, 128, 256, 512]
+    assert cnn["model.depth"].high == 3 and mlp["model.depth"].high == 4  # 8x8 maps: three 2x2 poolings (T16)
     assert "data.augment.strength" in cnn and "data.augment.strength" not in mlp  # T06: images only
     assert mlp["train.batch_size"].choices == [16]  # 100 rows: >= 4 steps an epoch (T07)
     assert cnn["train.lr"].log and cnn["train.lr"].low == 1e-4
@@ -89,7 +90,7 @@ def test_staged_plan_splits_keys_and_budget() -> None:
 
 
 def _trial(
-    number: int, value: float, params: dict, *, train_loss: float = 0.01, epochs: int = 10
+    number: int, value: float, params: dict, *, train_loss: float = 0.01, epochs: int = 10, n_params: int = 1000
 ) -> optuna.trial.FrozenTrial:
     dists = {
         k: IntDistribution(1, 512) if isinstance(v, int) else FloatDistribution(1e-6, 1.0, log=True)
@@ -101,7 +102,7 @@ def _trial(
         value=value,
         params=params,
         distributions=dists,
-        user_attrs={"train_loss": train_loss},
+        user_attrs={"train_loss": train_loss, "n_params": n_params},
         intermediate_values=curve,
     )
     t.number = number
@@ -115,14 +116,18 @@ def test_capacity_winner_must_fit_and_shrinks_later() -> None:
     }
     stage = plan_stages(space, TuneConfig(trials=3), trials=3)[0]
     trials = [
-        _trial(0, 0.95, {"model.width": 256, "model.depth": 4}, train_loss=0.5),  # best val, but does not fit
-        _trial(1, 0.90, {"model.width": 64, "model.depth": 2}, train_loss=0.05),
-        _trial(2, 0.85, {"model.width": 32, "model.depth": 1}, train_loss=0.02),
+        _trial(0, 0.95, {"model.width": 256, "model.depth": 4}, train_loss=0.5, n_params=9000),  # does not fit
+        _trial(1, 0.90, {"model.width": 128, "model.depth": 3}, train_loss=0.05, n_params=5000),
+        _trial(2, 0.89, {"model.width": 64, "model.depth": 2}, train_loss=0.05, n_params=2000),
+        _trial(3, 0.80, {"model.width": 32, "model.depth": 1}, train_loss=0.02, n_params=500),
     ]
-    out = decide(stage, space, trials, maximize=True, fit_below=0.1, epochs=10)
-    assert out.params == {"model.width": 64, "model.depth": 2}  # T40: the best of those that fit
-    assert out.evidence["fit"]["fitting_trials"] == [1, 2]
+    out = decide(stage, space, trials, Criteria(maximize=True, fit_below=0.1, epochs=10, val_rows=400))
+    # T40: only models that fit; T22: 0.89 is within one standard error (0.015) of 0.90, and smaller
+    assert out.params == {"model.width": 64, "model.depth": 2}
+    assert out.evidence["fit"]["fitting_trials"] == [1, 2, 3] and out.evidence["fit"]["within_one_se"] == [1, 2]
     assert any("still improving" in w for w in out.evidence["warnings"])
+    exact = decide(stage, space, trials, Criteria(maximize=True, fit_below=0.1, epochs=10))  # no SE: the best
+    assert exact.params == {"model.width": 128, "model.depth": 3}
     reg = plan_stages({**space, "model.dropout": ParamSpec(type="float", low=0, high=0.5)}, TuneConfig(), trials=3)[-1]
     shrunk = shrink_space(reg, out)
     assert shrunk["model.width"].high == 64 and shrunk["model.depth"].high == 2  # T44: never larger
@@ -134,7 +139,7 @@ def test_boundary_and_divergence_checks() -> None:
     trials = [_trial(i, 0.5 + 0.1 * i, {"train.lr": lr}) for i, lr in enumerate([1e-4, 1e-3, 1e-2, 0.09])]
     diverged = create_trial(state=TrialState.COMPLETE, value=0.0, user_attrs={"diverged": {"reason": "nan"}})
     diverged.number = 4
-    out = decide(stage, space, [*trials, diverged], maximize=True, fit_below=math.inf, epochs=10)
+    out = decide(stage, space, [*trials, diverged], Criteria(maximize=True, fit_below=math.inf, epochs=10))
     assert out.params == {"train.lr": 0.09}
     assert out.evidence["boundary"] == [{"key": "train.lr", "value": 0.09, "edge": "upper"}]
     assert out.evidence["diverged"] == 1 and out.evidence["divergent_share"] == 0.2

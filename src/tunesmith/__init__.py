@@ -16,10 +16,10 @@ _API = {
     "load_recipe": "tunesmith.recipe",
     "fit": "tunesmith.fitting",
     "FitResult": "tunesmith.fitting",
-    "predict": "tunesmith.predict",
+    "predict": "tunesmith.prediction",
     "compare": "tunesmith.comparison",  # not tunesmith.compare: a submodule would shadow the function
-    "lr_find": "tunesmith.tune.lr_find",
-    "tune": "tunesmith.tune.study",
+    "lr_find": "tunesmith.tuning.lr_find",
+    "tune": "tunesmith.tuning.study",
     "doctor": "tunesmith.diagnosis",  # not tunesmith.doctor: a subpackage would shadow the function
     "load_data": "tunesmith.data",
     "Trainer": "tunesmith.train.trainer",

@@ -124,8 +124,8 @@ def predict(
 ) -> None:
     """Predict new rows with a trained run: same preprocessing, labels and probabilities in the original units."""
     with _user_errors():
-        from tunesmith.predict import output_format, write_predictions
-        from tunesmith.predict import predict as run_predict
+        from tunesmith.prediction import output_format, write_predictions
+        from tunesmith.prediction import predict as run_predict
 
         output_format(out)  # a bad --out fails before any work
         frame = run_predict(run_dir, data, device=device)
@@ -214,7 +214,7 @@ def lr_find(
     with _user_errors():
         from tunesmith.fitting import make_recipe
         from tunesmith.run import default_run_dir
-        from tunesmith.tune.lr_find import lr_find_recipe
+        from tunesmith.tuning.lr_find import lr_find_recipe
 
         chosen = make_recipe(recipe, overrides=_overrides(set_, data=data, target=target, time=time, group=group))
         first = chosen.train.seed
@@ -268,7 +268,7 @@ def tune(
     """Tune a recipe with the staged playbook on Optuna (T52, T53); refit the winner and test it once."""
     with _user_errors():
         from tunesmith.fitting import summary_line
-        from tunesmith.tune.study import tune as run_tune
+        from tunesmith.tuning.study import tune as run_tune
 
         _log_progress(quiet)
         overrides = _overrides(set_, data=data, target=target, time=time, group=group, seed=seed)
@@ -301,17 +301,18 @@ def worker(
     storage: Annotated[str, typer.Option(help="The study's storage (as given to `tunesmith tune --storage`).")],
     study: Annotated[str, typer.Option(help="The study to join.")],
     timeout: Annotated[float | None, typer.Option(help="Stop joining new trials after this many seconds.")] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the study to be created by `tune`.")] = 0.0,
     quiet: Annotated[bool, typer.Option(help="No trial lines.")] = False,
 ) -> None:
     """Join a study started by `tunesmith tune` (any machine that reaches the storage and the data)."""
     with _user_errors():
         import time as clock
 
-        from tunesmith.tune.worker import join
+        from tunesmith.tuning.worker import join
 
         _log_progress(quiet)
         deadline = None if timeout is None else clock.time() + timeout
-        if not join(storage, study, deadline=deadline):
+        if not join(storage, study, deadline=deadline, wait=wait):
             _err("Stopped: finished trials are kept in the study; start the worker again to continue.")
             raise typer.Exit(130)
         typer.echo(f"study {study!r}: every stage is done; `tunesmith tune` refits and tests the winner.")

@@ -95,11 +95,13 @@ def fit(
     model: nn.Module | None = None,
     callbacks: list[Callback] | None = None,
     progress: bool = True,
+    report: bool = True,
     **shortcuts: Any,
 ) -> FitResult:
     """Train from a recipe and write a run directory; see SHORTCUTS for keyword arguments.
 
     model: a user nn.Module to train instead of a built-in family (copied, never modified).
+    report: write report.html (callers that run many fits, like compare, write one report of their own).
     """
     run = RunDir(Path(out) if out is not None else default_run_dir("run"))
     if resume:
@@ -152,9 +154,10 @@ def fit(
     history = pd.concat([f["history"].assign(fold=k + 1) for k, f in enumerate(folds)], ignore_index=True)
     if len(folds) == 1:
         history = history.drop(columns="fold")
-    from tunesmith.report import write_report  # lazy: matplotlib and jinja2 load only here
+    if report:
+        from tunesmith.report import write_report  # lazy: matplotlib and jinja2 load only here
 
-    write_report(run.path)
+        write_report(run.path)
     return FitResult(metrics, history, chosen["model"], resolved, run.path, chosen["prepared"])
 
 

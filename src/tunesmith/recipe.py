@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tunesmith.errors import BadInput, closest
-from tunesmith.tune.space import TuneConfig
+from tunesmith.tuning.space import TuneConfig
 
 __all__ = ["DataFacts", "Recipe", "load_recipe", "resolve", "resolve_data"]
 

@@ -29,7 +29,7 @@ from tunesmith.data.augment import make_augment
 from tunesmith.data.splits import dev_folds
 from tunesmith.errors import BadInput, must_be
 from tunesmith.models import build_model
-from tunesmith.predict import forward
+from tunesmith.prediction import forward
 from tunesmith.recipe import Recipe, resolve, resolve_data
 from tunesmith.repro import seed_everything
 from tunesmith.train.callbacks import Callback, EarlyStopping, Progress

@@ -101,7 +101,7 @@ def adam_lr_1e_6():
 @planted("lr_too_low", kind="image", fix=("T31",))
 @seeded
 def sgd_lr_1e_5():
-    train, val = digits()
+    train, val = digits(n=400)
     return api(train, val, cnn(), optimizer=torch.optim.SGD, lr=1e-5)
 
 
@@ -118,9 +118,9 @@ def ten_sigmoid_layers():
 @planted("vanishing_gradients", kind="image", fix=("T65", "T11", "T14", "T18"))
 @seeded
 def deep_sigmoid_cnn():
-    train, val = digits()
-    convs = [m for i in range(6) for m in (nn.Conv2d(1 if i == 0 else 8, 8, 3, padding=1), nn.Sigmoid())]
-    model = nn.Sequential(*convs, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+    train, val = digits(n=400)
+    convs = [m for i in range(5) for m in (nn.Conv2d(1 if i == 0 else 4, 4, 3, padding=1), nn.Sigmoid())]
+    model = nn.Sequential(*convs, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
     return api(train, val, model, optimizer="sgd", lr=0.1)
 
 

@@ -52,7 +52,7 @@ def run_job(job: Job) -> RunRecord:
         if run.complete:
             return RunRecord(job.variant, job.seed, job.out, run.load_metrics())
     try:
-        result = fit(job.recipe, out=job.out, resume=job.resume and run.recipe.is_file(), progress=False)
+        result = fit(job.recipe, out=job.out, resume=job.resume and run.recipe.is_file(), progress=False, report=False)
     except TrainingDiverged as exc:
         raise TrainingDiverged(f"Variant {job.variant!r} at seed {job.seed} ({job.out}): {exc}") from None
     return RunRecord(job.variant, job.seed, job.out, result.metrics)

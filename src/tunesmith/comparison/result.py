@@ -188,7 +188,7 @@ class CompareResult:
                     "mean": table.at[v, "mean"],
                     "std": table.at[v, "std"],
                     "ci95": [table.at[v, "ci95_low"], table.at[v, "ci95_high"]],
-                    "test_mean": None if math.isnan(table.at[v, "test"]) else table.at[v, "test"],  # no test split
+                    "test_mean": _finite(table.at[v, "test"]),  # null without a test split
                     "seconds": table.at[v, "seconds"],
                     "runs": [str(self._runs[v][s].path) for s in self.seeds],
                 }
@@ -252,3 +252,9 @@ class CompareResult:
         if check is not None:
             seed_std = float(per_seed(self.values(check.variant)).std(ddof=1))
             console.print(escape(check.describe(self.metric, seed_std)), highlight=False)
+
+
+def _finite(value: Any) -> float | None:
+    """JSON has no NaN: a missing number is null."""
+    number = float(value)
+    return number if math.isfinite(number) else None

@@ -29,6 +29,7 @@ from scipy import optimize, stats
 
 __all__ = ["ALPHA", "POWER", "Verdict", "mean_interval", "paired_verdict", "per_seed", "smallest_detectable_effect"]
 
+TINY = 1e-12  # a spread below this is float round-off of equal values (1.0 - 0.9583 vs 0.9583 - 0.9167)
 ALPHA = 0.05  # two-sided: the 95% interval; an A/A comparison is called "different" 5% of the time
 POWER = 0.8  # the usual design power for the smallest detectable effect
 
@@ -56,7 +57,7 @@ class Verdict:
 
     def __str__(self) -> str:
         lo, hi = self.ci95
-        return f"{self.a} vs {self.b}: {self.metric} {self.diff:+.4f} [{lo:+.4f}, {hi:+.4f}] -> {self.verdict} " + (
+        return f"{self.a} vs {self.b}: {self.metric} {self.diff:+.4f} [{lo:+.4f}, {hi:+.4f}] -> {self.verdict}" + (
             f" (smallest detectable at {self.n} seeds: {self.smallest_effect:.4f})" if self.smallest_effect else ""
         )
 
@@ -70,7 +71,7 @@ def per_seed(values: np.ndarray) -> np.ndarray:
 def mean_interval(values: np.ndarray) -> tuple[float, float, tuple[float, float]]:
     """Mean, seed-to-seed std and the t-based 95% interval of the mean, from per-seed values."""
     x = per_seed(values)
-    mean, sd = float(x.mean()), float(x.std(ddof=1))
+    mean, sd = float(x.mean()), _spread(x)
     if sd == 0.0:  # every seed agrees exactly (a deterministic, saturated setup): no spread to widen by
         return mean, sd, (mean, mean)
     lo, hi = stats.t.interval(1 - ALPHA, len(x) - 1, loc=mean, scale=sd / np.sqrt(len(x)))
@@ -82,7 +83,7 @@ def paired_verdict(
 ) -> Verdict:
     """Compare paired results ((seeds,) or (seeds, folds), row s of `a` pairs with row s of `b`)."""
     diffs = per_seed(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))  # (seeds,)
-    n, mean, sd = len(diffs), float(diffs.mean()), float(diffs.std(ddof=1))
+    n, mean, sd = len(diffs), float(diffs.mean()), _spread(diffs)
     if sd == 0.0:  # identical differences at every seed: the interval collapses onto the mean
         ci, p_value = (mean, mean), 1.0 if mean == 0.0 else 0.0
     else:
@@ -93,6 +94,11 @@ def paired_verdict(
     if ci[0] > 0 or ci[1] < 0:  # the interval excludes zero
         verdict = "better" if (mean > 0) == higher_is_better else "worse"
     return Verdict(names[0], names[1], metric, mean, ci, verdict, n, p_value, smallest_detectable_effect(sd, n))
+
+
+def _spread(x: np.ndarray) -> float:
+    sd = float(x.std(ddof=1))
+    return 0.0 if sd < TINY else sd
 
 
 def smallest_detectable_effect(sd: float, n: int, *, alpha: float = ALPHA, power: float = POWER) -> float | None:

@@ -28,7 +28,7 @@ from tunesmith.errors import BadInput
 from tunesmith.repro import seed_everything
 from tunesmith.train.losses import outputs_to_predictions
 from tunesmith.train.optim import Schedule
-from tunesmith.tune.lr_find import probe_trainer, train_step
+from tunesmith.tuning.lr_find import probe_trainer, train_step
 
 __all__ = ["CannotOverfitBatch", "LrSchedule", "LrTooHigh", "LrTooLow", "Nondeterminism"]
 
@@ -227,7 +227,7 @@ class LrTooLow(Check):
     @staticmethod
     def _factors(ctx: Context) -> list[float]:
         """LR multipliers to probe: the range test's suggestion (T31) when it is 10x higher, then 10x, 100x."""
-        from tunesmith.tune.lr_find import lr_find
+        from tunesmith.tuning.lr_find import lr_find
 
         net = ctx.fresh_model()
         factors = [10.0, 100.0]

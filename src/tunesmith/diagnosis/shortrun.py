@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from tunesmith.repro import seed_everything
-from tunesmith.tune.lr_find import forever, probe_trainer, train_step
+from tunesmith.tuning.lr_find import forever, probe_trainer, train_step
 
 if TYPE_CHECKING:
     from tunesmith.diagnosis.context import Context

@@ -34,12 +34,12 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from tunesmith.errors import BadInput
-from tunesmith.tune.samplers import stable
-from tunesmith.tune.space import TuneConfig
+from tunesmith.tuning.samplers import stable
+from tunesmith.tuning.space import TuneConfig
 
 __all__ = ["JOURNAL", "HeartbeatJournal", "open_storage", "redact"]
 
-log = logging.getLogger("tunesmith.tune")
+log = logging.getLogger("tunesmith.tuning")
 
 JOURNAL = "study.journal"  # the default storage's file name inside the run directory
 CONNECT_ATTEMPTS = 4  # first connection: tries, waiting 0.5, 1, 2 s between them

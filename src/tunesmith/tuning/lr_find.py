@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ __all__ = [
     "lr_find_recipe",
     "probe_trainer",
     "suggest",
+    "torch_threads",
     "train_step",
 ]
 
@@ -229,6 +231,18 @@ def train_step(trainer: Trainer, xb: torch.Tensor, yb: torch.Tensor) -> torch.Te
     return loss.detach()
 
 
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run with the recipe's `train.threads` (as `Trainer.fit` does), then restore the caller's setting."""
+    previous = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def forever(batches: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Cycle through the batches (a fresh shuffle every pass) for as many steps as asked."""
     if len(batches) == 0:
@@ -253,7 +267,8 @@ def _sweep(
     device = resolve_device(cfg.device)
     # One deepcopy call shares its memo: the copied optimizer holds the copied model's parameters.
     net, opt = copy.deepcopy((model, optimizer))
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # dropout draws stay ours
+    # The caller's RNG (dropout, shuffling) and thread count are restored afterwards.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch_threads(cfg.threads):
         torch.manual_seed(cfg.seed)
         trainer = probe_trainer(net, cfg, task=task, loss_fn=loss_fn, optimizer=opt)
         groups = trainer.optimizer.param_groups  # type: ignore[union-attr]

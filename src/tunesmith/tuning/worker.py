@@ -28,7 +28,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import optuna
@@ -38,14 +38,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunesmith.errors import BadInput
 from tunesmith.recipe import Recipe, build_recipe
-from tunesmith.tune.objective import DataCache, Objective, Surplus, budget_used
-from tunesmith.tune.playbook import Outcome, Stage, decide, shrink_space
-from tunesmith.tune.samplers import StagedSampler, create_pruner, stable
-from tunesmith.tune.space import TuneConfig
+from tunesmith.tuning.objective import DataCache, Objective, Surplus, budget_used
+from tunesmith.tuning.playbook import Criteria, Outcome, Stage, decide, shrink_space
+from tunesmith.tuning.samplers import StagedSampler, create_pruner, stable
+from tunesmith.tuning.space import TuneConfig
 
 __all__ = ["META", "Meta", "graceful_stop", "join", "load_meta", "run_worker", "stage_outcomes", "stage_study"]
 
-log = logging.getLogger("tunesmith.tune")
+log = logging.getLogger("tunesmith.tuning")
 
 META = "tunesmith"  # the main study's user attribute holding everything a worker needs
 POLL = 1.0  # seconds between looks while other workers finish a stage
@@ -57,9 +57,12 @@ class Meta:
     space: dict[str, Any]  # the declared/default space, JSON (what a name clash is checked against)
     stages: list[Stage]
     metric: str
-    maximize: bool
-    fit_below: float  # capacity stage: a model "fits" below this training loss (T40)
+    judge: Criteria  # how stages pick winners (direction, T40's fit threshold, the standard error)
     prechecks: dict[str, Any]
+
+    @property
+    def maximize(self) -> bool:
+        return self.judge.maximize
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,8 +70,7 @@ class Meta:
             "space": self.space,
             "stages": [s.to_json() for s in self.stages],
             "metric": self.metric,
-            "maximize": self.maximize,
-            "fit_below": self.fit_below,
+            "judge": asdict(self.judge),
             "prechecks": self.prechecks,
         }
 
@@ -79,8 +81,7 @@ class Meta:
             space=data["space"],
             stages=[Stage.from_json(s) for s in data["stages"]],
             metric=data["metric"],
-            maximize=data["maximize"],
-            fit_below=data["fit_below"],
+            judge=Criteria(**data["judge"]),
             prechecks=data["prechecks"],
         )
 
@@ -135,11 +136,7 @@ def stage_outcomes(
         study = stage_study(storage, name, stage, meta)
         space = shrink_space(stage, next((o for o in outcomes if o.name == "capacity"), None))
         number = (lambda t: t.number) if label is None else functools.partial(label, stage.name)
-        trials = study.get_trials(deepcopy=False)
-        epochs = meta.recipe.tune.epochs
-        outcomes.append(
-            decide(stage, space, trials, maximize=meta.maximize, fit_below=meta.fit_below, epochs=epochs, label=number)
-        )
+        outcomes.append(decide(stage, space, study.get_trials(deepcopy=False), meta.judge, label=number))
     return outcomes
 
 
@@ -198,8 +195,9 @@ def _drive(
         trials = study.get_trials(deepcopy=False)
         _requeue_interrupted(study, trials, retry)
         closed = bool(study.user_attrs.get("closed"))
-        if not closed and deadline is not None and time.time() > deadline:
-            study.set_user_attr("closed", True)  # time's up for this stage, for every worker
+        scored = any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        if not closed and deadline is not None and time.time() > deadline and scored:
+            study.set_user_attr("closed", True)  # time's up for this stage, for every worker (after one trial)
             closed = True
         states = {t.state for t in trials}
         if not closed and (budget_used(trials) < budget or TrialState.WAITING in states):
@@ -255,16 +253,32 @@ def _line(trial: FrozenTrial) -> str:
     return f"{stage} trial {trial.number}: {params} -> {outcome} ({epochs} epochs, {seconds:.1f} s)"
 
 
-def join(url: str, name: str, *, deadline: float | None = None, workers: int = 1) -> bool:
-    """Open the storage at `url` with the study's own heartbeat settings and work on study `name` until done."""
-    from tunesmith.tune.storage import open_storage
+def join(url: str, name: str, *, deadline: float | None = None, workers: int = 1, wait: float = 0.0) -> bool:
+    """Open the storage at `url` with the study's own heartbeat settings and work on study `name` until done.
+
+    wait: seconds to wait for the study to appear (workers started before `tunesmith tune`, e.g. a job array).
+    """
+    from tunesmith.tuning.storage import open_storage
 
     store = open_storage(url, run_dir=None, workers=workers, cfg=TuneConfig.model_validate({}))
-    meta = load_meta(store, name)
+    meta = _wait_for(store, name, until=time.time() + wait)
     if meta is not None and meta.recipe.tune != TuneConfig.model_validate({}):
         store = open_storage(url, run_dir=None, workers=workers, cfg=meta.recipe.tune)
     with graceful_stop() as stop:
         return run_worker(store, name, deadline=deadline, stop=stop)
+
+
+def _wait_for(store: BaseStorage, name: str, *, until: float) -> Meta | None:
+    while True:
+        try:
+            meta = load_meta(store, name)
+        except BadInput:  # created a moment ago: its meta is written right after the study itself
+            if time.time() >= until:
+                raise
+            meta = None
+        if meta is not None or time.time() >= until:
+            return meta
+        time.sleep(POLL)
 
 
 @contextmanager

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 from tunesmith.errors import BadInput, must_be
 from tunesmith.recipe import TrainConfig
 from tunesmith.train.trainer import DataArg, Trainer, resolve_device
-from tunesmith.tune.lr_find import forever, probe_trainer, train_step
+from tunesmith.tuning.lr_find import forever, probe_trainer, torch_threads, train_step
 
 __all__ = ["BatchSizeResult", "find_batch_size"]
 
@@ -85,7 +85,7 @@ def find_batch_size(
     cap = _pow2_floor(max_batch if max_batch is not None else max(1, _rows(data) // 4))
     trainer = probe_trainer(copy.deepcopy(model), cfg.model_copy(update={"device": device.type}), task=task)
     meter = _Meter(trainer, budget_bytes)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch_threads(cfg.threads):
         torch.manual_seed(cfg.seed)
         size, trials, reason = _grow(
             trainer, data, cap=cap, meter=meter, limit=meter.budget * (1 - margin), gain=min_gain

@@ -3,9 +3,9 @@
 - overfit one batch (T40): the starting model, regularization off, trained on one mini-batch of
   training rows for `steps` steps, must drive that batch's loss far below the chance level. When
   it cannot, no amount of tuning will help: the evidence points at a bug (labels, loss, LR).
-- the LR range test (T31, tunesmith.tune.lr_find): when its rules agree, the lr stage searches a
+- the LR range test (T31, tunesmith.tuning.lr_find): when its rules agree, the lr stage searches a
   decade either side of its suggestion (within the declared range) instead of the whole range.
-- the batch-size finder (T33, tunesmith.tune.batch_size): batch sizes larger than the one that
+- the batch-size finder (T33, tunesmith.tuning.batch_size): batch sizes larger than the one that
   still buys throughput are dropped from the lr stage; the LR is retuned with the batch size.
 
 All three read training rows only: the validation rows are for scoring trials, the test rows for
@@ -22,16 +22,16 @@ from tunesmith.models import build_model
 from tunesmith.recipe import Recipe, resolve
 from tunesmith.repro import seed_everything
 from tunesmith.train.trainer import Trainer
-from tunesmith.tune.batch_size import find_batch_size
-from tunesmith.tune.lr_find import lr_find
-from tunesmith.tune.objective import chance_loss
-from tunesmith.tune.playbook import REGULARIZATION_OFF
-from tunesmith.tune.space import ParamSpec
+from tunesmith.tuning.batch_size import find_batch_size
+from tunesmith.tuning.lr_find import lr_find
+from tunesmith.tuning.objective import chance_loss
+from tunesmith.tuning.playbook import REGULARIZATION_OFF
+from tunesmith.tuning.space import ParamSpec
 
 __all__ = ["narrow", "overfit_one_batch", "prechecks"]
 
 BATCH_ROWS = 64  # the one batch the model must memorize
-STEPS = 150  # optimizer steps on it
+STEPS = 100  # optimizer steps on it (Adam memorizes 64 rows in far fewer)
 
 
 def overfit_one_batch(recipe: Recipe, prep: Prepared, *, below: float) -> dict[str, Any]:

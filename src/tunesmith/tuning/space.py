@@ -173,7 +173,7 @@ def default_space(recipe: Recipe, facts: DataFacts, *, ambiguous: bool = False) 
     m, t = recipe.model, recipe.train
     family = m.family
     widths = {"mlp": [64, 128, 256, 512], "cnn": [16, 32, 64], "rnn": [32, 64, 128], "autoencoder": [64, 128, 256]}
-    depths = {"mlp": (1, 4), "cnn": (1, 4), "rnn": (1, 3), "autoencoder": (1, 3)}
+    depths = {"mlp": (1, 4), "cnn": (1, _pooling_stages(facts)), "rnn": (1, 3), "autoencoder": (1, 3)}
     lr = (1e-3, 3e-1) if t.optimizer == "sgd" else (1e-4, 3e-2)  # T31: sgd wants ~10x the adaptive optimizers' LR
     batches = [b for b in (16, 32, 64, 128, 256) if b * 4 <= facts.n_train][-4:]  # T07: >= 4 steps an epoch
     space: dict[str, ParamSpec] = {}
@@ -195,6 +195,12 @@ def default_space(recipe: Recipe, facts: DataFacts, *, ambiguous: bool = False) 
     if recipe.data.augment.ops:  # T06: strength only matters when some augmentation is on
         space["data.augment.strength"] = ParamSpec(type="float", low=0.0, high=1.0)
     return space
+
+
+def _pooling_stages(facts: DataFacts) -> int:
+    """T16: each CNN stage halves the maps, so a stage beyond log2(side) convolves 1x1 maps for nothing."""
+    sides = facts.input_shape[1:] if facts.kind == "image" else facts.input_shape[:1]
+    return max(1, min(4, int(math.log2(max(2, min(sides))))))
 
 
 def space_to_json(space: dict[str, ParamSpec]) -> dict[str, dict[str, Any]]:

@@ -10,7 +10,7 @@ constraint violation, so TPE/GP learn to avoid that region, and it is never retr
 diverging learning rate only diverges again).
 
 Trials never see the test split: they train on `x_train` and are scored on `x_val` only. The test
-rows wait for the one final evaluation of the winner (tunesmith.tune.outputs).
+rows wait for the one final evaluation of the winner (tunesmith.tuning.outputs).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from tunesmith.repro import seed_everything
 from tunesmith.train.callbacks import Callback, EarlyStopping
 from tunesmith.train.losses import metric_direction
 from tunesmith.train.trainer import Trainer
-from tunesmith.tune.space import ParamSpec
+from tunesmith.tuning.space import ParamSpec
 
 __all__ = [
     "DataCache",
@@ -109,6 +109,7 @@ class TrialRun:
     history: list[dict[str, float]]
     value: float  # the best epoch's validation metric
     best_epoch: int  # 1-based
+    n_params: int  # the model's size: the capacity stage prefers the smaller of two equals (T22, T44)
     curve: list[float] = field(default_factory=list)
 
 
@@ -120,6 +121,7 @@ def train_trial(
     facts = prep.facts
     seed_everything(resolved.train.seed, deterministic=resolved.train.deterministic)
     net = build_model(resolved.model, kind=facts.kind, input_shape=facts.input_shape, n_outputs=facts.n_outputs)
+    n_params = sum(p.numel() for p in net.parameters())
     augment = make_augment(
         resolved.data.augment, kind=facts.kind, task=facts.task, n_classes=len(prep.preprocessor.classes or [])
     )
@@ -134,7 +136,7 @@ def train_trial(
     trainer.fit((prep.x_train, prep.y_train), (prep.x_val, prep.y_val))
     curve = [row[f"val_{metric}"] for row in trainer.history]
     best = int(np.argmax(curve) if maximize else np.argmin(curve))
-    return TrialRun(trainer.history, curve[best], best + 1, curve)
+    return TrialRun(trainer.history, curve[best], best + 1, n_params, curve)
 
 
 class Surplus(Exception):
@@ -194,6 +196,7 @@ class Objective:
         self._record(trial, run.history, started)
         trial.set_constraint("diverged", 0.0)  # every finished trial needs the same constraints (GP)
         trial.set_user_attr("best_epoch", run.best_epoch)
+        trial.set_user_attr("n_params", run.n_params)
         trial.set_user_attr("val_loss", run.history[run.best_epoch - 1]["val_loss"])  # breaks ties of coarse metrics
         return run.value
 

@@ -30,8 +30,8 @@ from optuna.trial import FrozenTrial, TrialState
 from tunesmith.fitting import FitResult, fit
 from tunesmith.recipe import Recipe
 from tunesmith.run import write_json
-from tunesmith.tune.playbook import Outcome, rank_key
-from tunesmith.tune.worker import Meta, stage_outcomes, stage_study
+from tunesmith.tuning.playbook import Outcome, rank_key
+from tunesmith.tuning.worker import Meta, stage_outcomes, stage_study
 
 __all__ = ["Trials", "collect", "refit", "tuning_json", "write_outputs"]
 

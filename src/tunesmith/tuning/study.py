@@ -15,7 +15,8 @@ trial's suggestion depends only on the study's history (samplers.StagedSampler) 
 and resume gives the same trials as an uninterrupted study.
 
 --timeout bounds the whole tune: the search gets SEARCH_SHARE of it, split across stages by
-`tune.shares`, and the refit follows (it may overrun when trials are slow).
+`tune.shares` (a stage closes at its deadline once it has scored one trial), and the refit
+follows (it may overrun when trials are slow).
 """
 
 from __future__ import annotations
@@ -40,18 +41,18 @@ from tunesmith.errors import BadInput, TunesmithError, must_be
 from tunesmith.fitting import make_recipe
 from tunesmith.recipe import Recipe, load_recipe, resolve
 from tunesmith.run import RunDir, default_run_dir, write_json
-from tunesmith.tune.objective import DataCache, chance_loss, pick_metric
-from tunesmith.tune.outputs import collect, refit, write_outputs
-from tunesmith.tune.playbook import plan_stages
-from tunesmith.tune.prechecks import narrow, prechecks
-from tunesmith.tune.samplers import create_pruner, create_sampler, rungs
-from tunesmith.tune.space import TuneConfig, ambiguous_kind, check_space, default_space, space_to_json
-from tunesmith.tune.storage import JOURNAL, open_storage, redact
-from tunesmith.tune.worker import META, Meta, graceful_stop, join, load_meta, run_worker
+from tunesmith.tuning.objective import DataCache, chance_loss, pick_metric
+from tunesmith.tuning.outputs import collect, refit, write_outputs
+from tunesmith.tuning.playbook import Criteria, plan_stages
+from tunesmith.tuning.prechecks import narrow, prechecks
+from tunesmith.tuning.samplers import create_pruner, create_sampler, rungs
+from tunesmith.tuning.space import TuneConfig, ambiguous_kind, check_space, default_space, space_to_json
+from tunesmith.tuning.storage import JOURNAL, open_storage, redact
+from tunesmith.tuning.worker import META, Meta, graceful_stop, join, load_meta, run_worker
 
 __all__ = ["TuneResult", "create_study", "run_workers", "tune"]
 
-log = logging.getLogger("tunesmith.tune")
+log = logging.getLogger("tunesmith.tuning")
 
 SEARCH_SHARE = 0.75  # of --timeout: the rest is left for the refit and the test evaluation
 PER_SESSION = ("tune.trials", "tune.timeout", "name")  # may differ between the sessions of one study
@@ -177,14 +178,19 @@ def create_meta(recipe: Recipe) -> Meta:
     create_sampler(cfg.sampler, seed=0, space=space)  # an unknown sampler/pruner name fails before any work
     create_pruner(cfg.pruner, epochs=cfg.epochs)
     metric, maximize = pick_metric(cfg.metric, prep.facts.task)
-    fit_below = cfg.fit_loss * chance_loss(prep)
+    judge = Criteria(
+        maximize=maximize,
+        fit_below=cfg.fit_loss * chance_loss(prep),
+        epochs=cfg.epochs,
+        val_rows=len(prep.x_val) if metric in ("accuracy", "f1_macro") else None,
+    )
     stages = plan_stages(space, cfg, trials=cfg.trials)
     evidence: dict[str, Any] = {}
     if cfg.strategy == "staged":
         log.info("prechecks: overfit one batch (T40), LR range test (T31), batch-size finder (T33)")
         evidence = prechecks(recipe, prep, fit_loss=cfg.fit_loss, space=space)
         stages = [s if s.name != "lr" else replace(s, space=narrow(s.space, evidence)) for s in stages]
-    return Meta(recipe, space_to_json(space), stages, metric, maximize, fit_below, evidence)
+    return Meta(recipe, space_to_json(space), stages, metric, judge, evidence)
 
 
 def _check_same(meta: Meta, candidate: Recipe, name: str) -> None:

@@ -9,7 +9,7 @@
    the batch sizes are capped by the batch-size finder (both run once, before the first trial).
 3. regularization (T15, T41-T44): dropout, weight decay / L1, max-norm, augmentation strength,
    patience; width/depth may shrink below the capacity winner (a smaller model regularizes, T44).
-4. refit and test: tunesmith.tune.outputs.
+4. refit and test: tunesmith.tuning.outputs.
 
 Within a stage the sampler explores quasi-randomly first and exploits with TPE/GP after
 (samplers.StagedSampler). Each stage's winner is fixed for the stages after it. After each stage
@@ -32,9 +32,19 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from tunesmith.errors import BadInput
-from tunesmith.tune.space import ParamSpec, TuneConfig, space_to_json
+from tunesmith.tuning.space import ParamSpec, TuneConfig, space_to_json
 
-__all__ = ["REGULARIZATION_OFF", "Outcome", "Stage", "decide", "plan_stages", "rank_key", "shrink_space", "stage_of"]
+__all__ = [
+    "REGULARIZATION_OFF",
+    "Criteria",
+    "Outcome",
+    "Stage",
+    "decide",
+    "plan_stages",
+    "rank_key",
+    "shrink_space",
+    "stage_of",
+]
 
 LR_KEYS = {
     "train.lr",
@@ -165,6 +175,22 @@ def rank_key(trial: FrozenTrial, *, maximize: bool) -> tuple[float, float]:
     return (-value if maximize else value, trial.user_attrs.get("val_loss", math.inf))
 
 
+@dataclass(frozen=True)
+class Criteria:
+    """How a stage's trials are judged (computed once per study, from the data)."""
+
+    maximize: bool  # the metric's direction
+    fit_below: float  # T40: a model "fits" when its training loss ends below this
+    epochs: int  # a full-length trial (curve checks)
+    val_rows: int | None = None  # accuracy-like metrics: validation rows, for the one-standard-error rule
+
+    def standard_error(self, value: float) -> float:
+        """The binomial standard error of an accuracy-like score on val_rows rows (0 for other metrics)."""
+        if self.val_rows is None or not 0 <= value <= 1:
+            return 0.0
+        return math.sqrt(value * (1 - value) / self.val_rows)
+
+
 @dataclass
 class Outcome:
     """A finished stage: its winner (fixed for later stages), the decision and the evidence behind it."""
@@ -181,21 +207,19 @@ def decide(
     stage: Stage,
     space: dict[str, ParamSpec],
     trials: list[FrozenTrial],
+    judge: Criteria,
     *,
-    maximize: bool,
-    fit_below: float,
-    epochs: int,
     label: Callable[[FrozenTrial], int] = lambda t: t.number,
 ) -> Outcome:
     """Pick the stage's winner and run the playbook's checks; `label` numbers trials in the evidence."""
     feasible = [t for t in trials if t.state == TrialState.COMPLETE and "diverged" not in t.user_attrs]
-    ranked = sorted(feasible, key=lambda t: rank_key(t, maximize=maximize))
-    evidence = checks(space, trials, ranked, maximize=maximize, epochs=epochs, label=label)
+    ranked = sorted(feasible, key=lambda t: rank_key(t, maximize=judge.maximize))
+    evidence = checks(space, trials, ranked, maximize=judge.maximize, epochs=judge.epochs, label=label)
     if not ranked:
         return Outcome(stage.name, space, None, {}, _none_finished(stage, evidence), evidence)
     best = ranked[0]
     if stage.name == "capacity":
-        best, lead = _capacity_winner(ranked, fit_below, evidence, label)
+        best, lead = _capacity_winner(ranked, judge, evidence, label)
     else:
         lead = f"best validation score {best.value:.4g} among {len(ranked)} finished trials"
     params = {k: best.params[k] for k in space if k in best.params}
@@ -205,18 +229,27 @@ def decide(
 
 
 def _capacity_winner(
-    ranked: list[FrozenTrial], fit_below: float, evidence: dict[str, Any], label: Callable[[FrozenTrial], int]
+    ranked: list[FrozenTrial], judge: Criteria, evidence: dict[str, Any], label: Callable[[FrozenTrial], int]
 ) -> tuple[FrozenTrial, str]:
-    fits = [t for t in ranked if t.user_attrs.get("train_loss", math.inf) <= fit_below]
+    """T40 + T22: among the models that fit the training set, the smallest whose validation score is
+    within one standard error of the best (Breiman's one-standard-error rule): capacity is chosen by
+    validation, and a bigger model must earn its cost."""
+    fits = [t for t in ranked if t.user_attrs.get("train_loss", math.inf) <= judge.fit_below]
     evidence["fit"] = {
-        "train_loss_below": round(fit_below, 6),
+        "train_loss_below": round(judge.fit_below, 6),
         "fitting_trials": [label(t) for t in fits],
         "train_loss": {label(t): t.user_attrs.get("train_loss") for t in ranked},
     }
     if fits:
-        return fits[0], (
-            f"best validation score {fits[0].value:.4g} among the {len(fits)} of {len(ranked)} models "
-            f"that fit the training set (train loss <= {fit_below:.3g}, T40)"
+        top = fits[0].value or 0.0
+        slack = judge.standard_error(top)
+        close = [t for t in fits if abs((t.value or 0.0) - top) <= slack]
+        chosen = min(close, key=lambda t: t.user_attrs.get("n_params", math.inf))
+        evidence["fit"].update(one_se=round(slack, 6), within_one_se=[label(t) for t in close])
+        return chosen, (
+            f"the smallest of the {len(fits)} of {len(ranked)} models that fit the training set (train loss <= "
+            f"{judge.fit_below:.3g}, T40) whose validation score {chosen.value:.4g} is within one standard error "
+            f"({slack:.3g}) of the best"
         )
     closest = min(ranked, key=lambda t: t.user_attrs.get("train_loss", math.inf))
     evidence["warnings"].append(

@@ -1,0 +1,41 @@
+"""Tuning (T31, T33, T40, T52, T53): the LR range test, the batch-size finder, and the staged playbook on Optuna.
+
+`tunesmith.tuning.lr_find` and `tunesmith.tuning.batch_size` are modules; their functions are re-exported
+here under names that do not shadow them (`ts.lr_find` is the range test itself).
+
+Names load lazily (PEP 562), as in `tunesmith/__init__.py`: `tunesmith.recipe` imports
+`tunesmith.tuning.space.TuneConfig`, and that must not pull in torch or optuna. Add a public name by
+adding it to `_API` (name -> module).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_API = {
+    "BatchSizeResult": "tunesmith.tuning.batch_size",
+    "find_batch_size": "tunesmith.tuning.batch_size",
+    "LRFindResult": "tunesmith.tuning.lr_find",
+    "lr_find_recipe": "tunesmith.tuning.lr_find",
+    "ParamSpec": "tunesmith.tuning.space",
+    "TuneConfig": "tunesmith.tuning.space",
+    "default_space": "tunesmith.tuning.space",
+    "TuneResult": "tunesmith.tuning.study",
+    "tune": "tunesmith.tuning.study",
+    "run_worker": "tunesmith.tuning.worker",
+    "create_sampler": "tunesmith.tuning.samplers",
+    "create_pruner": "tunesmith.tuning.samplers",
+    "open_storage": "tunesmith.tuning.storage",
+}
+__all__ = list(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'tunesmith.tuning' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
