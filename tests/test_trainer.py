@@ -264,3 +264,21 @@ def test_optimizer_choice(name: str, kind: type) -> None:
     assert decays == [0.0, 1e-4]  # weight decay on weight matrices, never on biases (T41)
     if name == "sgd":
         assert opt.defaults["nesterov"] and opt.defaults["momentum"] == 0.9
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_epoch_metrics_match_scikit_learn(seed: int) -> None:
+    from sklearn import metrics as skm
+
+    from tunesmith.train.losses import task_metrics
+
+    rng = np.random.default_rng(seed)
+    t, p = rng.integers(0, 5, 300), rng.integers(0, 4, 300)  # class 4 is never predicted
+    got = task_metrics("classification", p, t)
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(t, p))
+    assert got["f1_macro"] == pytest.approx(skm.f1_score(t, p, average="macro", zero_division=0))
+    y, yhat = rng.normal(size=(300, 2)), rng.normal(size=(300, 2))
+    reg = task_metrics("regression", yhat, y)
+    assert reg["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(y, yhat)))
+    assert reg["mae"] == pytest.approx(skm.mean_absolute_error(y, yhat))
+    assert reg["r2"] == pytest.approx(skm.r2_score(y, yhat))

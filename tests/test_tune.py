@@ -222,3 +222,13 @@ def test_study_name_clash(tmp_path: Path) -> None:
     other = {"tune.space": {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}}
     with pytest.raises(BadInput, match=r"already exists with a different search space .*train\.lr"):
         small(tmp_path / "b", trials=1, strategy="flat", storage=storage, study="s1", overrides=other)
+
+
+def test_timeout_ends_the_running_trial_and_closes_the_stages(tmp_path: Path) -> None:
+    """--timeout: past its deadline a trial stops after the pruner's warm-up, and no further trial starts;
+    the one scored trial is still refit and tested."""
+    result = small(tmp_path / "run", trials=5, strategy="flat", timeout=0.01, overrides={"tune.epochs": 8})
+    assert result.complete and len(result.trials) == 1
+    (trial,) = stage_trials(tmp_path / "run", "flat")
+    assert trial.user_attrs["truncated"] == 2 and len(trial.intermediate_values) == 2  # 8 // 4 epochs
+    assert "test" in result.metrics

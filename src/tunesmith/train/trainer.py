@@ -187,7 +187,7 @@ class Trainer:
             if self.augment is not None:
                 xb, yb = self.augment(xb, yb, self.generator)
             loss = self._loss(self.model(xb), yb)
-            (loss / self.accumulate).backward()
+            (loss / self.accumulate if self.accumulate > 1 else loss).backward()
             if (step + 1) % self.accumulate == 0 or step + 1 == n_batches:
                 self._step()
             total += loss.detach()

@@ -5,6 +5,8 @@ Playbook, "Choosing the batch size"): other hyperparameters, the LR first, are r
 The finder doubles the batch from 16 while examples/second still rise by at least 10% per
 doubling and the memory a training step needs stays within the budget less a safety margin,
 then verifies the pick with a real train step + optimizer step + eval step (halving on failure).
+A size's examples/second is the median over its timed steps, so one stalled step on a shared
+machine does not decide the search.
 
 Memory: on a GPU, `torch.cuda.max_memory_allocated` against the device's memory. On the CPU, the
 growth of the process's resident memory (psutil), sampled by hooks after the forward pass
@@ -25,6 +27,7 @@ Sources: Godbole et al., "Deep Learning Tuning Playbook" (2023); Lightning
 from __future__ import annotations
 
 import copy
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -43,7 +46,7 @@ __all__ = ["BatchSizeResult", "find_batch_size"]
 
 START = 16  # first size tried (smaller sizes are measured only when 16 does not fit)
 MIN_GAIN = 0.10  # a doubling must raise examples/second by this much to be worth it
-MIN_STEPS, MIN_SECONDS = 3, 0.2  # each size is timed over at least this many steps and seconds
+MIN_STEPS, MIN_SECONDS = 5, 0.2  # each size is timed over at least this many steps and seconds
 
 
 @dataclass
@@ -147,20 +150,21 @@ def _trial(trainer: Trainer, data: Any, size: int, meter: _Meter) -> dict[str, A
         batches = forever(trainer.batches(data, train=True))
         train_step(trainer, *next(batches))  # warm-up: lazy optimizer state, allocator caches
         meter.sync()
-        examples, steps, started = 0, 0, time.perf_counter()
-        while steps < MIN_STEPS or time.perf_counter() - started < MIN_SECONDS:
+        rates: list[float] = []  # examples/second of each step: their median shrugs off a stall on a busy machine
+        started = time.perf_counter()
+        while len(rates) < MIN_STEPS or time.perf_counter() - started < MIN_SECONDS:
             xb, yb = next(batches)
+            begun = time.perf_counter()
             train_step(trainer, xb, yb)
-            examples, steps = examples + len(xb), steps + 1
-        meter.sync()  # CUDA: the queued kernels finish before the clock is read
-        seconds = time.perf_counter() - started
+            meter.sync()  # CUDA: the step's kernels finish before the clock is read
+            rates.append(len(xb) / (time.perf_counter() - begun))
     except Exception as exc:
         if not _is_oom(exc):
             raise
         trainer.optimizer.zero_grad(set_to_none=True)  # type: ignore[union-attr]
         meter.release()
         return None
-    return {"batch_size": size, "examples_per_s": examples / seconds, "peak_bytes": meter.peak()}
+    return {"batch_size": size, "examples_per_s": statistics.median(rates), "peak_bytes": meter.peak()}
 
 
 def _verify(trainer: Trainer, data: Any, size: int, reason: str) -> tuple[int, str]:

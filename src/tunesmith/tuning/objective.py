@@ -90,11 +90,16 @@ class DataCache:
 
 
 class ReportEpochs(Callback):
-    """Reports the validation metric of every epoch to Optuna; raises TrialPruned when the pruner says so."""
+    """Reports the validation metric of every epoch to Optuna; raises TrialPruned when the pruner says so.
 
-    def __init__(self, trial: optuna.Trial, key: str) -> None:
-        self.trial, self.key = trial, key
+    deadline: past it (--timeout), the trial ends after its current epoch once it has run `min_epochs`
+    (the pruner's warm-up): its best epoch so far is its score, and `truncated` records the epoch.
+    """
+
+    def __init__(self, trial: optuna.Trial, key: str, *, deadline: float | None = None, min_epochs: int = 1) -> None:
+        self.trial, self.key, self.deadline, self.min_epochs = trial, key, deadline, min_epochs
         self.rows: list[dict[str, float]] = []
+        self.truncated: int | None = None
 
     def on_epoch_end(self, trainer: Trainer, row: dict[str, float]) -> None:
         self.rows.append(row)
@@ -102,6 +107,9 @@ class ReportEpochs(Callback):
         self.trial.report(value, epoch)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch} ({self.key} {value:.4g})")
+        if self.deadline is not None and time.time() > self.deadline and epoch >= self.min_epochs:
+            trainer.should_stop = True  # the Trainer's own stop flag: ends the fit before the next epoch
+            self.truncated = epoch
 
 
 @dataclass
@@ -158,9 +166,10 @@ class Objective:
         data: DataCache,
         metric: str,
         maximize: bool,
+        deadline: float | None = None,
     ) -> None:
         self.base, self.carried, self.space, self.fixed = base, carried, space, fixed
-        self.stage, self.budget = stage, budget
+        self.stage, self.budget, self.deadline = stage, budget, deadline
         self.data, self.metric, self.maximize = data, metric, maximize
         self.taken_away: int | None = None  # a trial of ours that another worker failed as stale (heartbeats)
 
@@ -181,7 +190,8 @@ class Objective:
         trial.set_user_attr("stage", self.stage)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it (logs, fault tests)
         trial.set_user_attr("overrides", overrides)
-        reporter = ReportEpochs(trial, f"val_{self.metric}")
+        epochs = int(overrides.get("train.epochs", self.base.train.epochs))
+        reporter = ReportEpochs(trial, f"val_{self.metric}", deadline=self.deadline, min_epochs=max(1, epochs // 4))
         started = time.perf_counter()
         try:
             recipe = self.base.with_overrides(overrides)
@@ -198,6 +208,8 @@ class Objective:
         trial.set_user_attr("best_epoch", run.best_epoch)
         trial.set_user_attr("n_params", run.n_params)
         trial.set_user_attr("val_loss", run.history[run.best_epoch - 1]["val_loss"])  # breaks ties of coarse metrics
+        if reporter.truncated is not None:
+            trial.set_user_attr("truncated", reporter.truncated)  # stopped by --timeout after this epoch
         return run.value
 
     def _over_budget(self, trial: optuna.Trial) -> bool:

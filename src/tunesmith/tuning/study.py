@@ -15,8 +15,9 @@ trial's suggestion depends only on the study's history (samplers.StagedSampler) 
 and resume gives the same trials as an uninterrupted study.
 
 --timeout bounds the whole tune: the search gets SEARCH_SHARE of it, split across stages by
-`tune.shares` (a stage closes at its deadline once it has scored one trial), and the refit
-follows (it may overrun when trials are slow).
+`tune.shares`; at its stage's deadline a running trial ends after its current epoch (once past
+the pruner's warm-up: its best epoch so far is its score) and the stage closes, as soon as the
+study has one scored trial. The refit follows and may overrun when trials are slow.
 """
 
 from __future__ import annotations

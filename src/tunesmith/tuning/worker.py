@@ -167,13 +167,15 @@ def run_worker(
             data=data,
             metric=meta.metric,
             maximize=meta.maximize,
+            deadline=stage_deadline,
         )
         keys = ", ".join(space)
         log.info("stage %d/%d %s: %d trials over %s", k + 1, len(meta.stages), stage.name, stage.trials, keys)
         study = stage_study(storage, name, stage, meta)
         with stable():
             retry = RetryHeartbeatStaleTrialCallback(max_retry=meta.recipe.tune.max_retry)
-        if not _drive(study, objective, budget=stage.trials, deadline=stage_deadline, stop=stop, retry=retry):
+        scored = any(o.best is not None for o in done)  # an earlier stage has a result already
+        if not _drive(study, objective, stop=stop, retry=retry, deadline=stage_deadline, scored=scored):
             return False
         log.info("  decision: %s", stage_outcomes(storage, name, meta, upto=k + 1)[-1].decision)
     return True
@@ -183,24 +185,28 @@ def _drive(
     study: optuna.Study,
     objective: Objective,
     *,
-    budget: int,
-    deadline: float | None,
     stop: threading.Event,
     retry: RetryHeartbeatStaleTrialCallback,
+    deadline: float | None,
+    scored: bool,
 ) -> bool:
-    """Run this stage's trials until its budget is used and no trial is running; False on a stop."""
+    """Run this stage's trials until its budget is used and no trial is running; False on a stop.
+
+    At its deadline the stage closes, for every worker, once the study has any scored trial (so that a
+    --timeout that the prechecks used up still leaves one result to refit).
+    """
     while not stop.is_set():
         with stable():
             optuna.storages.fail_stale_trials(study)  # heartbeats: a dead worker's trial is failed and requeued
         trials = study.get_trials(deepcopy=False)
         _requeue_interrupted(study, trials, retry)
         closed = bool(study.user_attrs.get("closed"))
-        scored = any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        scored = scored or any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
         if not closed and deadline is not None and time.time() > deadline and scored:
-            study.set_user_attr("closed", True)  # time's up for this stage, for every worker (after one trial)
+            study.set_user_attr("closed", True)  # time's up for this stage
             closed = True
         states = {t.state for t in trials}
-        if not closed and (budget_used(trials) < budget or TrialState.WAITING in states):
+        if not closed and (budget_used(trials) < objective.budget or TrialState.WAITING in states):
             _one_trial(study, objective)
             continue
         if TrialState.RUNNING not in states:
