@@ -3,7 +3,7 @@ the CPU, the allocator on a GPU), survives out-of-memory errors, and verifies it
 
 from __future__ import annotations
 
-import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import tunesmith.tuning.batch_size as batch_size_module
 from tunesmith.errors import BadInput
 from tunesmith.recipe import TrainConfig
 from tunesmith.tuning.batch_size import find_batch_size
@@ -22,6 +23,21 @@ MiB = 2**20
 def _data(n: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     x = np.random.default_rng(0).normal(size=(n, 4)).astype(np.float32)
     return x, (x[:, 0] > 0).astype(np.int64)
+
+
+CLOCK = [0.0]
+
+
+@pytest.fixture(autouse=True)
+def virtual_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The finder times steps with perf_counter; here each reading advances 10 ms plus what a Probe
+    "spends", so throughput is set by the test, not by the machine's load."""
+
+    def perf_counter() -> float:
+        CLOCK[0] += 0.01
+        return CLOCK[0]
+
+    monkeypatch.setattr(batch_size_module, "time", SimpleNamespace(perf_counter=perf_counter))
 
 
 class Probe(nn.Module):
@@ -36,7 +52,7 @@ class Probe(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if len(x) > (self.oom_train if self.training else self.oom_eval):
             raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (simulated at batch {len(x)})")
-        time.sleep(self.per_step + self.per_row * len(x))
+        CLOCK[0] += self.per_step + self.per_row * len(x)  # virtual time: no test reads the wall clock
         return self.lin(x)
 
 
