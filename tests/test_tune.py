@@ -27,6 +27,7 @@ from tunesmith.tuning.study import tune
 from tunesmith.tuning.worker import load_meta
 
 FAST = {"tune.epochs": 4, "tune.refit_folds": 2, "train.early_stopping.patience": None}
+TINY = {"tune.epochs": 2}  # where only the study's bookkeeping is under test
 
 
 def small(out: Path, **kwargs: Any) -> Any:
@@ -177,19 +178,19 @@ def test_a_trial_failed_by_a_heartbeat_check_does_not_crash_its_worker(
         report(self, trainer, row)
 
     monkeypatch.setattr(objective_module.ReportEpochs, "on_epoch_end", judged_stale)
-    result = small(tmp_path / "run", trials=3, strategy="flat")
+    result = small(tmp_path / "run", trials=2, strategy="flat", overrides=TINY)
     assert result.complete
     trials = stage_trials(tmp_path / "run", "flat")
     assert trials[0].state == TrialState.FAIL
     copy = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
     assert len(copy) == 1 and copy[0].state == TrialState.COMPLETE and copy[0].params == trials[0].params
-    assert sum("failed_trial" not in t.system_attrs for t in trials) == 3  # the budget holds
+    assert sum("failed_trial" not in t.system_attrs for t in trials) == 2  # the budget holds
 
 
 def test_joining_a_finished_study_runs_nothing(tmp_path: Path) -> None:
     storage = str(tmp_path / "shared.journal")
-    small(tmp_path / "a", trials=2, strategy="flat", storage=storage, study="s1")
-    result = small(tmp_path / "b", trials=2, strategy="flat", storage=storage, study="s1")
+    small(tmp_path / "a", trials=2, strategy="flat", storage=storage, study="s1", overrides=TINY)
+    result = small(tmp_path / "b", trials=2, strategy="flat", storage=storage, study="s1", overrides=TINY)
     assert len(result.trials) == 2  # the budget belongs to the study: b ran no trial
     meta = load_meta(open_storage(storage, run_dir=None, workers=1, cfg=load_recipe_tune()), "s1")
     assert meta is not None and meta.stages[0].trials == 2
@@ -218,8 +219,8 @@ def test_bad_input(tmp_path: Path, kwargs: dict[str, Any], message: str) -> None
 
 def test_study_name_clash(tmp_path: Path) -> None:
     storage = str(tmp_path / "shared.journal")
-    small(tmp_path / "a", trials=1, strategy="flat", storage=storage, study="s1")
-    other = {"tune.space": {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}}
+    small(tmp_path / "a", trials=1, strategy="flat", storage=storage, study="s1", overrides=TINY)
+    other = {**TINY, "tune.space": {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}}
     with pytest.raises(BadInput, match=r"already exists with a different search space .*train\.lr"):
         small(tmp_path / "b", trials=1, strategy="flat", storage=storage, study="s1", overrides=other)
 

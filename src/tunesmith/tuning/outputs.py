@@ -5,7 +5,8 @@
     tuning.json       direction, metric, strategy, space, stages (trials, best, decision, evidence),
                       best, curves (validation metric per epoch of the best trials)
     recipe.yaml, model.pt, preprocess.json, env.json, fold-K/   the final refit (tunesmith fit)
-    metrics.json      the final refit's metrics with its test metrics: written LAST
+    metrics.json      the final refit's metrics with its test metrics and the tuning summary
+    report.html       written by tunesmith.report from all of the above (after metrics.json)
 
 Trial numbers are global: stage after stage, each stage's trials in Optuna's order (surplus
 trials, dropped before they ran, are left out). DIVERGED in trials.csv marks an infeasible trial
@@ -120,7 +121,7 @@ def _stage_json(trials: Trials, outcome: Outcome) -> dict[str, Any]:
 def refit(recipe: Recipe, run_dir: Path, *, folds: int, progress: bool) -> FitResult:
     """T53's last steps: k-fold refit of the best recipe, then the one evaluation on the test split."""
     final = run_dir / "final"
-    result = fit(recipe.with_overrides({"data.cv": folds}), out=final, progress=progress)
+    result = fit(recipe.with_overrides({"data.cv": folds}), out=final, progress=progress, report=False)
     for entry in sorted(final.iterdir()):  # the run directory holds the final model, as a fit's does
         if entry.name != "metrics.json":
             entry.rename(run_dir / entry.name)

@@ -143,7 +143,10 @@ def tune(
     best_row = trials_.best()
     summary = {"study": name, "trials": len(trials_.rows), "best_trial": best_row[0] if best_row else None}
     metrics = {**result.metrics, "seconds": round(time.time() - started, 3), "tuning": summary}
-    write_json(run.metrics, metrics)  # last: the tune run directory is complete
+    write_json(run.metrics, metrics)  # the tune run directory is complete
+    from tunesmith.report import write_report  # lazy: matplotlib and jinja2 load only here
+
+    write_report(run.path)  # tuning sections (tuning.json, trials.csv) and the refit's
     return TuneResult(metrics, table, tuning, best, run.path, complete=True, model=result.model)
 
 
