@@ -309,3 +309,48 @@ def test_cli_vary_in_two_worker_processes(tmp_path: Path) -> None:
     assert "train.epochs=1 vs train.epochs=4" in done.stdout and "deterministic: train.epochs=4" in done.stdout
     env = json.loads((out / "train.epochs=4" / "seed-0" / "env.json").read_text())
     assert env["torch_threads"] == 1  # each worker trains on one core
+
+
+@pytest.mark.slow
+def test_two_lanes_give_the_single_thread_results_in_job_order(tmp_path: Path) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    common = {**IRIS, "seeds": 3, "check_determinism": False, "overrides": {"train.threads": 1}}
+    variants = {"base": {}, "wide": {"model.width": 64}}
+    alone = compare(variants, out=tmp_path / "one", **common)
+    lanes = compare(variants, out=tmp_path / "two", **{**common, "workers": 2})
+    assert [(r.variant, r.seed) for r in lanes.records] == [(r.variant, r.seed) for r in alone.records]
+    assert [r.metrics["val"] for r in lanes.records] == [r.metrics["val"] for r in alone.records]
+    assert torch.get_num_threads() == threads  # the lane in this process gives its thread count back
+
+
+@pytest.mark.slow
+def test_a_failed_run_in_a_worker_stops_the_run_in_this_process(tmp_path: Path) -> None:
+    # Job 0 ("huge", diverges) goes to the spawned worker; job 1 ("long") trains in this process meanwhile.
+    long = {"train.epochs": 5000, "train.early_stopping.patience": None}
+    with pytest.raises(TrainingDiverged, match=r"Variant 'huge' at seed 0"):
+        compare(
+            {"huge": {"train.lr": 1e12, "train.schedule": "constant"}, "long": long},
+            seeds=2,
+            out=tmp_path / "d",
+            check_determinism=False,
+            **{**IRIS, "workers": 2},
+        )
+    epochs = len((tmp_path / "d" / "long" / "seed-0" / "history.csv").read_text().splitlines()) - 1
+    assert 0 < epochs < 5000  # stopped at its next batch, not trained to the end
+    assert not (tmp_path / "d" / "long" / "seed-1").exists()  # and nothing new was started
+
+
+@pytest.mark.slow
+def test_a_failed_run_in_this_process_stops_the_worker_before_its_queued_run(tmp_path: Path) -> None:
+    # Job 0 ("long") is queued for the worker while it starts; job 1 diverges here first.
+    with pytest.raises(TrainingDiverged, match=r"Variant 'huge' at seed 0"):
+        compare(
+            {"long": {"train.epochs": 5000}, "huge": {"train.lr": 1e12, "train.schedule": "constant"}},
+            seeds=2,
+            out=tmp_path / "d",
+            check_determinism=False,
+            **{**IRIS, "workers": 2},
+        )
+    assert not (tmp_path / "d" / "long").exists()

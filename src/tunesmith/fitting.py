@@ -125,7 +125,7 @@ def fit(
     run.path.mkdir(parents=True, exist_ok=True)
     try:
         run.recipe.write_text(resolved.to_yaml())
-        write_json(run.env, environment(device))
+        write_json(run.env, environment(device, resolved.train.threads))
         folds = [
             _fit_fold(
                 k,

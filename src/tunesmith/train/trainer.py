@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tunesmith.errors import BadInput, TrainingDiverged
 from tunesmith.recipe import TrainConfig
+from tunesmith.repro import torch_threads
 from tunesmith.train.callbacks import EVENTS, Callback, EarlyStopping, overrides, restore, snapshot
 from tunesmith.train.losses import LossFn, default_loss, outputs_to_predictions, task_metrics
 from tunesmith.train.optim import Schedule, make_optimizer, max_norm_, weight_penalty
@@ -146,10 +147,15 @@ class Trainer:
 
     # ---- training ------------------------------------------------------------------------------
     def fit(self, train: DataArg, val: DataArg | None = None, *, resume: dict[str, Any] | None = None) -> list[dict]:
-        """Train for cfg.epochs (or until early stopping); `resume` is a `state_dict()` to continue from."""
+        """Train for cfg.epochs (or until early stopping); `resume` is a `state_dict()` to continue from.
+
+        Runs with the recipe's `train.threads` (when set) and gives the caller its thread count back.
+        """
+        with torch_threads(self.cfg.threads):
+            return self._fit(train, val, resume)
+
+    def _fit(self, train: DataArg, val: DataArg | None, resume: dict[str, Any] | None) -> list[dict]:
         cfg = self.cfg
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
         train_batches = self.batches(train, train=True)
         n_batches = len(train_batches)
         if n_batches == 0:

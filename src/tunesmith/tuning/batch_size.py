@@ -39,8 +39,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from tunesmith.errors import BadInput, must_be
 from tunesmith.recipe import TrainConfig
+from tunesmith.repro import torch_threads
 from tunesmith.train.trainer import DataArg, Trainer, resolve_device
-from tunesmith.tuning.lr_find import forever, probe_trainer, torch_threads, train_step
+from tunesmith.tuning.lr_find import forever, probe_trainer, train_step
 
 __all__ = ["BatchSizeResult", "find_batch_size"]
 

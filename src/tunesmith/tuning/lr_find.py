@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from tunesmith.data import load_data
 from tunesmith.errors import BadInput, must_be
 from tunesmith.models import build_model
 from tunesmith.recipe import Recipe, TrainConfig, resolve
-from tunesmith.repro import seed_everything
+from tunesmith.repro import seed_everything, torch_threads
 from tunesmith.run import write_json
 from tunesmith.train.losses import LossFn
 from tunesmith.train.optim import Schedule, make_optimizer
@@ -53,7 +52,6 @@ __all__ = [
     "lr_find_recipe",
     "probe_trainer",
     "suggest",
-    "torch_threads",
     "train_step",
 ]
 
@@ -229,18 +227,6 @@ def train_step(trainer: Trainer, xb: torch.Tensor, yb: torch.Tensor) -> torch.Te
     loss.backward()
     trainer._step()
     return loss.detach()
-
-
-@contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """Run with the recipe's `train.threads` (as `Trainer.fit` does), then restore the caller's setting."""
-    previous = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def forever(batches: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
