@@ -73,6 +73,9 @@ def test_staged_tune_writes_the_contract(tmp_path: Path) -> None:
     assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and "test_std" in metrics  # 2-fold refit: mean ± std
     recipe = yaml.safe_load((out / "best_recipe.yaml").read_text())
     assert recipe["train"]["epochs"] == 4
+    first = stage_trials(out, "capacity")[0]  # each stage starts from its incumbent: here the recipe's defaults
+    fixed = {"model.width": 256, "model.depth": 2, "model.activation": "relu", "model.norm": "batch"}
+    assert first.system_attrs["fixed_params"] == fixed and first.params == fixed
     rerun = fit(out / "best_recipe.yaml", out=tmp_path / "again", progress=False)  # re-runnable with fit
     assert rerun.metrics["epochs"] <= 4
     again = small(out, resume=True)  # a finished tune is complete: nothing runs again

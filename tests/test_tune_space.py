@@ -11,7 +11,15 @@ from optuna.trial import TrialState, create_trial
 
 from tunesmith.errors import BadInput
 from tunesmith.recipe import DataFacts, Recipe, load_recipe, resolve
-from tunesmith.tuning.playbook import REGULARIZATION_OFF, Criteria, decide, plan_stages, shrink_space, stage_of
+from tunesmith.tuning.playbook import (
+    REGULARIZATION_OFF,
+    Criteria,
+    decide,
+    incumbent,
+    plan_stages,
+    shrink_space,
+    stage_of,
+)
 from tunesmith.tuning.prechecks import narrow
 from tunesmith.tuning.samplers import StagedSampler, create_pruner, create_sampler, rungs
 from tunesmith.tuning.space import ParamSpec, TuneConfig, ambiguous_kind, check_space, default_space
@@ -192,3 +200,17 @@ def test_an_ambiguous_kind_makes_the_family_a_capacity_choice() -> None:
     assert space["model.family"].choices == ["mlp", "cnn"] and space["model.width"].choices == [32, 64, 128]
     capacity = plan_stages(space, TuneConfig(), trials=9)[0]
     assert "model.family" in capacity.space
+
+
+def test_incumbent_keeps_the_current_values_the_space_admits() -> None:
+    space = {
+        "model.width": ParamSpec(type="categorical", choices=[32, 64, 128]),
+        "model.depth": ParamSpec(type="int", low=1, high=3),
+        "train.lr": ParamSpec(type="float", low=1e-4, high=1e-2, log=True),
+        "train.weight_decay": ParamSpec(type="float", low=1e-6, high=1e-2, log=True),
+        "model.activation": ParamSpec(type="categorical", choices=["relu", "gelu"]),
+    }
+    current = {"model.width": 64, "model.depth": 5, "train.lr": 1e-3, "train.weight_decay": 0.0, "model.norm": "batch"}
+    # depth 5 and weight decay 0 lie outside their ranges, activation has no current value: the sampler draws them
+    assert incumbent(space, current) == {"model.width": 64, "train.lr": 1e-3}
+    assert incumbent(space, {"model.width": True, "train.lr": "1e-3"}) == {}  # a bool or a string is no number

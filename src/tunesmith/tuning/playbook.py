@@ -11,12 +11,14 @@
    patience; width/depth may shrink below the capacity winner (a smaller model regularizes, T44).
 4. refit and test: tunesmith.tuning.outputs.
 
-Within a stage the sampler explores quasi-randomly first and exploits with TPE/GP after
-(samplers.StagedSampler). Each stage's winner is fixed for the stages after it. After each stage
-the checks of the Deep Learning Tuning Playbook run on its trials and are recorded with the
-decision: is the best point near the edge of the space (widen it and rerun), how many trials
-diverged (many means a bug or an LR range that is too high), and are the best curves still
-improving at the last epoch (train longer) or getting worse after an early peak (regularize).
+Each stage's first trial is its incumbent: the recipe's values (or the earlier stages' winners)
+for the stage's keys, the baseline every other trial of the stage must beat. Within a stage the
+sampler then explores quasi-randomly and exploits with TPE/GP after (samplers.StagedSampler).
+Each stage's winner is fixed for the stages after it. After each stage the checks of the Deep
+Learning Tuning Playbook run on its trials and are recorded with the decision: is the best point
+near the edge of the space (widen it and rerun), how many trials diverged (many means a bug or an
+LR range that is too high), and are the best curves still improving at the last epoch (train
+longer) or getting worse after an early peak (regularize).
 
 Sources: catalog T10, T22, T31, T33, T40-T44, T53; Godbole et al. 2023, "Deep Learning Tuning
 Playbook" (incremental tuning, exploration before exploitation, the post-search checks).
@@ -40,6 +42,7 @@ __all__ = [
     "Outcome",
     "Stage",
     "decide",
+    "incumbent",
     "plan_stages",
     "rank_key",
     "shrink_space",
@@ -149,6 +152,13 @@ def _cap(n: int, space: dict[str, ParamSpec], cfg: TuneConfig) -> int:
     if cfg.sampler != "grid":
         return n
     return min(n, math.prod(len(spec.grid(cfg.grid_points)) for spec in space.values()))
+
+
+def incumbent(space: dict[str, ParamSpec], current: dict[str, Any]) -> dict[str, Any]:
+    """A staged stage's first trial (the Tuning Playbook's baseline): the current value of each searched
+    key (the recipe's, or an earlier stage's winner) where the space admits it; the sampler draws the rest.
+    Every later trial of the stage is then judged against a known-good point, not only against chance."""
+    return {key: current[key] for key, spec in space.items() if key in current and spec.admits(current[key])}
 
 
 def shrink_space(stage: Stage, capacity: Outcome | None) -> dict[str, ParamSpec]:

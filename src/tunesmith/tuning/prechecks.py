@@ -21,6 +21,7 @@ from tunesmith.errors import TrainingDiverged
 from tunesmith.models import build_model
 from tunesmith.recipe import Recipe, resolve
 from tunesmith.repro import seed_everything
+from tunesmith.train.callbacks import Callback
 from tunesmith.train.trainer import Trainer
 from tunesmith.tuning.batch_size import find_batch_size
 from tunesmith.tuning.lr_find import lr_find
@@ -42,21 +43,32 @@ def overfit_one_batch(recipe: Recipe, prep: Prepared, *, below: float) -> dict[s
     facts = prep.facts
     seed_everything(resolved.train.seed)
     net = build_model(resolved.model, kind=facts.kind, input_shape=facts.input_shape, n_outputs=facts.n_outputs)
-    trainer = Trainer(net, cfg=resolved.train, task=facts.task)
+    trainer = Trainer(net, cfg=resolved.train, task=facts.task, callbacks=[_StopBelow(below)])
     batch = (prep.x_train[:rows], prep.y_train[:rows])
     try:
         trainer.fit(batch)  # one step per epoch: the batch is the whole training set here
     except TrainingDiverged as exc:
-        return {"rows": rows, "steps": STEPS, "passed": False, "diverged": str(exc)[:300]}
+        return {"rows": rows, "steps": len(trainer.history), "passed": False, "diverged": str(exc)[:300]}
     first, last = trainer.history[0]["train_loss"], trainer.history[-1]["train_loss"]
     return {
         "rows": rows,
-        "steps": STEPS,
+        "steps": len(trainer.history),  # at most STEPS: the check ends once the batch is memorized
         "loss_first": round(first, 6),
         "loss_last": round(last, 6),
         "below": round(below, 6),
         "passed": last <= below,
     }
+
+
+class _StopBelow(Callback):
+    """Ends the overfit check at the first step whose loss is below the bar: passing needs no more."""
+
+    def __init__(self, below: float) -> None:
+        self.below = below
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, float]) -> None:
+        if row["train_loss"] <= self.below:
+            trainer.should_stop = True
 
 
 def prechecks(recipe: Recipe, prep: Prepared, *, fit_loss: float, space: dict[str, ParamSpec]) -> dict[str, Any]:

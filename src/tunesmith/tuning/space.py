@@ -84,6 +84,13 @@ class ParamSpec(_Section):
         values = [math.exp(v) for v in values] if self.log else values
         return sorted({round(v) for v in values}) if self.type == "int" else values
 
+    def admits(self, value: Any) -> bool:
+        """Whether `value` is a point of this range (a choice, or inside [low, high])."""
+        if self.type == "categorical":
+            return value in (self.choices or [])
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        return numeric and self.low is not None and self.high is not None and self.low <= value <= self.high
+
     def position(self, value: Any) -> float | None:
         """Where `value` sits in the range, 0 (low) to 1 (high), in the sampling scale; None if unordered."""
         if self.type == "categorical":

@@ -37,9 +37,9 @@ from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from tunesmith.errors import BadInput
-from tunesmith.recipe import Recipe, build_recipe
+from tunesmith.recipe import Recipe, build_recipe, flatten, resolve
 from tunesmith.tuning.objective import DataCache, Objective, Surplus, budget_used
-from tunesmith.tuning.playbook import Criteria, Outcome, Stage, decide, shrink_space
+from tunesmith.tuning.playbook import Criteria, Outcome, Stage, decide, incumbent, shrink_space
 from tunesmith.tuning.samplers import StagedSampler, create_pruner, stable
 from tunesmith.tuning.space import TuneConfig
 
@@ -150,7 +150,8 @@ def run_worker(
     stop = stop or threading.Event()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # tunesmith logs one line per trial itself
     data = DataCache()
-    data.get(meta.recipe)  # read the data now: a missing file is bad input before any trial starts
+    prep = data.get(meta.recipe)  # read the data now: a missing file is bad input before any trial starts
+    current = flatten(resolve(meta.recipe, prep.facts).model_dump(mode="json"))  # the recipe's values, resolved
     started, passed = time.time(), 0.0
     for k, stage in enumerate(meta.stages):
         passed += stage.share
@@ -172,6 +173,9 @@ def run_worker(
         keys = ", ".join(space)
         log.info("stage %d/%d %s: %d trials over %s", k + 1, len(meta.stages), stage.name, stage.trials, keys)
         study = stage_study(storage, name, stage, meta)
+        start = incumbent(space, {**current, **objective.carried}) if stage.name != "flat" else {}
+        if start and not study.get_trials(deepcopy=False):  # the stage's first trial: its baseline
+            study.enqueue_trial(start, skip_if_exists=True)
         with stable():
             retry = RetryHeartbeatStaleTrialCallback(max_retry=meta.recipe.tune.max_retry)
         scored = any(o.best is not None for o in done)  # an earlier stage has a result already
