@@ -55,7 +55,7 @@ __all__ = ["TuneResult", "create_study", "run_workers", "tune"]
 
 log = logging.getLogger("tunesmith.tuning")
 
-SEARCH_SHARE = 0.75  # of --timeout: the rest is left for the refit and the test evaluation
+SEARCH_SHARE = 0.6  # of --timeout: the rest is for the refit (5 folds, each about one trial long) and the test
 PER_SESSION = ("tune.trials", "tune.timeout", "name")  # may differ between the sessions of one study
 STOPPED = 3  # exit code of a spawned worker stopped by Ctrl-C (its finished trials are kept)
 
