@@ -32,7 +32,7 @@ from tunesmith.models import build_model
 from tunesmith.prediction import forward
 from tunesmith.recipe import Recipe, resolve, resolve_data
 from tunesmith.repro import seed_everything
-from tunesmith.train.callbacks import Callback, EarlyStopping, Progress
+from tunesmith.train.callbacks import Callback, Progress
 from tunesmith.train.losses import outputs_to_predictions
 from tunesmith.train.trainer import Trainer
 
@@ -115,7 +115,7 @@ class _NeuralEstimator(BaseEstimator, abc.ABC):
         model = build_model(
             resolved.model, kind="tabular", input_shape=prep.facts.input_shape, n_outputs=prep.facts.n_outputs
         )
-        hooks: list[Callback] = [EarlyStopping(resolved.train.early_stopping)]
+        hooks: list[Callback] = []  # the Trainer adds EarlyStopping (T43) itself
         if self.verbose:
             hooks.append(Progress(name))
         trainer = Trainer(

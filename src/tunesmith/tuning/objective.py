@@ -32,7 +32,7 @@ from tunesmith.errors import BadInput, TrainingDiverged
 from tunesmith.models import build_model
 from tunesmith.recipe import Recipe, resolve
 from tunesmith.repro import seed_everything
-from tunesmith.train.callbacks import Callback, EarlyStopping
+from tunesmith.train.callbacks import Callback
 from tunesmith.train.losses import metric_direction
 from tunesmith.train.trainer import Trainer
 from tunesmith.tuning.space import ParamSpec
@@ -138,7 +138,7 @@ def train_trial(
         cfg=resolved.train,
         task=facts.task,
         augment=augment,
-        callbacks=[EarlyStopping(resolved.train.early_stopping), *(callbacks or [])],
+        callbacks=callbacks or [],  # the Trainer adds EarlyStopping (T43) itself
         target_inverse=prep.preprocessor.inverse_y if facts.task == "regression" else None,
     )
     trainer.fit((prep.x_train, prep.y_train), (prep.x_val, prep.y_val))
