@@ -242,11 +242,19 @@ def test_custom_model_is_imported_and_its_dropout_set(tmp_path, monkeypatch) -> 
         "def small():\n    return nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 2))\n"
         "def needs_args(n):\n    return nn.Linear(n, 2)\n"
         "NOT_A_MODEL = 3\n"
+        "net = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 2))\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "user_nets", raising=False)
     model = build_model(config(custom="user_nets:small", dropout=0.2), kind="tabular", input_shape=(4,), n_outputs=2)
     assert model[1].p == 0.2 and model(torch.randn(3, 4)).shape == (3, 2)
+    first = build_model(config(custom="user_nets:net", dropout=0.2), kind="tabular", input_shape=(4,), n_outputs=2)
+    second = build_model(config(custom="user_nets:net", dropout=0.2), kind="tabular", input_shape=(4,), n_outputs=2)
+    original = sys.modules["user_nets"].net
+    assert first is not original and second is not first and original[1].p == 0.5  # an instance is copied
+    with torch.no_grad():
+        first[0].weight.add_(1.0)  # training one build leaves the next build, and the user's object, alone
+    assert torch.equal(second[0].weight, original[0].weight) and first[1].p == 0.2
     with pytest.raises(BadInput, match="Did you mean user_nets:small"):
         build_model(config(custom="user_nets:smal"), kind="tabular", input_shape=(4,), n_outputs=2)
     with pytest.raises(BadInput, match="needs arguments"):

@@ -21,6 +21,7 @@ Sources: catalog T10, T12-T22; seeds 002 and 003 (design rules per family).
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
 import math
@@ -350,7 +351,8 @@ def _build_autoencoder(cfg: ModelConfig, *, kind: str, input_shape: tuple[int, .
 
 
 def _load_custom(path: str, *, dropout: float) -> nn.Module:
-    """Import `package.module:attr`; an nn.Module instance is used as is, a class/factory is called with no args."""
+    """Import `package.module:attr`: a class/factory is called with no args; an nn.Module instance is copied
+    (every build starts from its weights: tune trials and CV folds must not train one shared object)."""
     module_name, _, attr = path.partition(":")
     allowed = "'package.module:attr' naming an nn.Module, or a class/factory returning one"
     if not module_name or not attr:
@@ -365,7 +367,9 @@ def _load_custom(path: str, *, dropout: float) -> nn.Module:
         hint = f"{module_name} has no {attr!r}." + (f" Did you mean {module_name}:{guess}?" if guess else "")
         raise BadInput(must_be("custom", "model", allowed, path, hint=hint))
     found = getattr(module, attr)
-    if not isinstance(found, nn.Module) and callable(found):
+    if isinstance(found, nn.Module):
+        found = copy.deepcopy(found)
+    elif callable(found):
         try:
             inspect.signature(found).bind()
         except TypeError:
