@@ -20,7 +20,7 @@ import tunesmith.tuning.objective as objective_module
 import tunesmith.tuning.worker as worker_module
 from tunesmith.data import LoadedData
 from tunesmith.errors import BadInput
-from tunesmith.fitting import fit
+from tunesmith.fitting import fit, make_recipe
 from tunesmith.train.trainer import Trainer
 from tunesmith.tuning.storage import JOURNAL, open_storage
 from tunesmith.tuning.study import tune
@@ -236,3 +236,40 @@ def test_timeout_ends_the_running_trial_and_closes_the_stages(tmp_path: Path) ->
     (trial,) = stage_trials(tmp_path / "run", "flat")
     assert trial.user_attrs["truncated"] == 2 and len(trial.intermediate_values) == 2  # 8 // 4 epochs
     assert "test" in result.metrics
+
+
+@pytest.mark.slow
+def test_a_user_module_is_tuned_in_this_process_and_never_trained_in_place(tmp_path: Path) -> None:
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 3))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    out = tmp_path / "user"
+    result = small(out, trials=2, model=net)
+    assert result.complete and 0.0 <= result.metrics["test"]["accuracy"] <= 1.0
+    tuning = json.loads((out / "tuning.json").read_text())
+    assert [s["name"] for s in tuning["stages"]] == ["lr", "regularization"]  # the architecture is the user's
+    assert not any(key.startswith("model.") for key in tuning["space"])  # dropout layers included
+    assert isinstance(result.model, nn.Sequential) and result.model[2].p == 0.2
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # trials, prechecks, refit: copies
+    with pytest.raises(BadInput, match=r"cannot receive a live nn\.Module"):
+        small(tmp_path / "two", trials=2, model=net, workers=2)
+    store = open_storage(str(out / JOURNAL), run_dir=None, workers=1, cfg=load_recipe_tune())
+    with pytest.raises(BadInput, match="only that process can run its trials"):
+        worker_module.run_worker(store, out.name)  # `tunesmith worker` cannot join: it has no model object
+
+
+def test_joining_a_study_with_another_model_object_is_refused(tmp_path: Path) -> None:
+    from torch import nn
+
+    from tunesmith.tuning.study import create_study
+
+    journal = tmp_path / "shared.journal"
+    overrides = {**FAST, **TINY, "tune.trials": 3}
+    store = open_storage(str(journal), run_dir=None, workers=1, cfg=load_recipe_tune())
+    create_study(store, "s", make_recipe(data="iris", overrides=overrides))  # the recipe's model, no object
+    net = nn.Sequential(nn.Linear(4, 3))
+    with pytest.raises(BadInput, match=r"created for the recipe's model.*Pass the same model="):
+        tune(data="iris", overrides=overrides, storage=str(journal), study="s", out=tmp_path / "o", model=net)

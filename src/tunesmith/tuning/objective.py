@@ -15,6 +15,7 @@ rows wait for the one final evaluation of the winner (tunesmith.tuning.outputs).
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import socket
@@ -25,12 +26,13 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.trial import TrialState
+from torch import nn
 
 from tunesmith.data import Prepared, load_data
 from tunesmith.data.augment import make_augment
 from tunesmith.errors import BadInput, TrainingDiverged
 from tunesmith.models import build_model
-from tunesmith.recipe import Recipe, resolve
+from tunesmith.recipe import DataFacts, Recipe, resolve
 from tunesmith.repro import seed_everything
 from tunesmith.train.callbacks import Callback
 from tunesmith.train.losses import metric_direction
@@ -121,14 +123,28 @@ class TrialRun:
     curve: list[float] = field(default_factory=list)
 
 
+def fresh_model(resolved: Recipe, facts: DataFacts, model: nn.Module | None) -> nn.Module:
+    """A new model to train: a copy of the user's module (never trained in place), or the recipe's family."""
+    if model is not None:
+        return copy.deepcopy(model)
+    return build_model(resolved.model, kind=facts.kind, input_shape=facts.input_shape, n_outputs=facts.n_outputs)
+
+
 def train_trial(
-    recipe: Recipe, prep: Prepared, *, metric: str, maximize: bool, callbacks: list[Callback] | None = None
+    recipe: Recipe,
+    prep: Prepared,
+    *,
+    metric: str,
+    maximize: bool,
+    callbacks: list[Callback] | None = None,
+    model: nn.Module | None = None,
 ) -> TrialRun:
-    """Train one recipe on prep's train split, validate each epoch, return the best epoch's score."""
+    """Train one recipe (on a copy of `model` when given) on prep's train split, validate each epoch,
+    return the best epoch's score."""
     resolved = resolve(recipe, prep.facts)
     facts = prep.facts
     seed_everything(resolved.train.seed, deterministic=resolved.train.deterministic)
-    net = build_model(resolved.model, kind=facts.kind, input_shape=facts.input_shape, n_outputs=facts.n_outputs)
+    net = fresh_model(resolved, facts, model)
     n_params = sum(p.numel() for p in net.parameters())
     augment = make_augment(
         resolved.data.augment, kind=facts.kind, task=facts.task, n_classes=len(prep.preprocessor.classes or [])
@@ -167,8 +183,10 @@ class Objective:
         metric: str,
         maximize: bool,
         deadline: float | None = None,
+        model: nn.Module | None = None,
     ) -> None:
         self.base, self.carried, self.space, self.fixed = base, carried, space, fixed
+        self.model = model  # a user's live module: each trial trains a copy
         self.stage, self.budget, self.deadline = stage, budget, deadline
         self.data, self.metric, self.maximize = data, metric, maximize
         self.taken_away: int | None = None  # a trial of ours that another worker failed as stale (heartbeats)
@@ -196,7 +214,9 @@ class Objective:
         try:
             recipe = self.base.with_overrides(overrides)
             prep = self.data.get(recipe)
-            run = train_trial(recipe, prep, metric=self.metric, maximize=self.maximize, callbacks=[reporter])
+            run = train_trial(
+                recipe, prep, metric=self.metric, maximize=self.maximize, callbacks=[reporter], model=self.model
+            )
         except optuna.TrialPruned:
             self._record(trial, reporter.rows, started)
             raise

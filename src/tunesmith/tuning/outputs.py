@@ -27,6 +27,7 @@ from typing import Any
 
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
+from torch import nn
 
 from tunesmith.fitting import FitResult, fit
 from tunesmith.recipe import Recipe
@@ -118,10 +119,11 @@ def _stage_json(trials: Trials, outcome: Outcome) -> dict[str, Any]:
     }
 
 
-def refit(recipe: Recipe, run_dir: Path, *, folds: int, progress: bool) -> FitResult:
-    """T53's last steps: k-fold refit of the best recipe, then the one evaluation on the test split."""
+def refit(recipe: Recipe, run_dir: Path, *, folds: int, progress: bool, model: nn.Module | None = None) -> FitResult:
+    """T53's last steps: k-fold refit of the best recipe (on copies of a user's `model`), then the one
+    evaluation on the test split."""
     final = run_dir / "final"
-    result = fit(recipe.with_overrides({"data.cv": folds}), out=final, progress=progress, report=False)
+    result = fit(recipe.with_overrides({"data.cv": folds}), out=final, progress=progress, report=False, model=model)
     for entry in sorted(final.iterdir()):  # the run directory holds the final model, as a fit's does
         if entry.name != "metrics.json":
             entry.rename(run_dir / entry.name)

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import nn
+
 from tunesmith.data import Prepared
 from tunesmith.errors import TrainingDiverged
-from tunesmith.models import build_model
 from tunesmith.recipe import Recipe, resolve
 from tunesmith.repro import seed_everything
 from tunesmith.train.callbacks import Callback
 from tunesmith.train.trainer import Trainer
 from tunesmith.tuning.batch_size import find_batch_size
 from tunesmith.tuning.lr_find import lr_find
-from tunesmith.tuning.objective import chance_loss
+from tunesmith.tuning.objective import chance_loss, fresh_model
 from tunesmith.tuning.playbook import REGULARIZATION_OFF
 from tunesmith.tuning.space import ParamSpec
 
@@ -35,14 +36,16 @@ BATCH_ROWS = 64  # the one batch the model must memorize
 STEPS = 100  # optimizer steps on it (Adam memorizes 64 rows in far fewer)
 
 
-def overfit_one_batch(recipe: Recipe, prep: Prepared, *, below: float) -> dict[str, Any]:
+def overfit_one_batch(
+    recipe: Recipe, prep: Prepared, *, below: float, model: nn.Module | None = None
+) -> dict[str, Any]:
     """T40: can the starting model memorize one batch? (loss before/after, and whether it got below `below`)."""
     rows = min(BATCH_ROWS, len(prep.x_train))
     held = {**REGULARIZATION_OFF, "train.epochs": STEPS, "train.batch_size": rows, "train.schedule": "constant"}
     resolved = resolve(recipe.with_overrides(held), prep.facts)
     facts = prep.facts
     seed_everything(resolved.train.seed)
-    net = build_model(resolved.model, kind=facts.kind, input_shape=facts.input_shape, n_outputs=facts.n_outputs)
+    net = fresh_model(resolved, facts, model)
     trainer = Trainer(net, cfg=resolved.train, task=facts.task, callbacks=[_StopBelow(below)])
     batch = (prep.x_train[:rows], prep.y_train[:rows])
     try:
@@ -71,19 +74,21 @@ class _StopBelow(Callback):
             trainer.should_stop = True
 
 
-def prechecks(recipe: Recipe, prep: Prepared, *, fit_loss: float, space: dict[str, ParamSpec]) -> dict[str, Any]:
-    """The three measurements, as JSON-ready evidence for tuning.json."""
+def prechecks(
+    recipe: Recipe, prep: Prepared, *, fit_loss: float, space: dict[str, ParamSpec], model: nn.Module | None = None
+) -> dict[str, Any]:
+    """The three measurements, as JSON-ready evidence for tuning.json (model: a user's module, else the recipe's)."""
     resolved = resolve(recipe, prep.facts)
     facts = prep.facts
     below = fit_loss * chance_loss(prep)
-    out: dict[str, Any] = {"overfit_batch": overfit_one_batch(recipe, prep, below=below)}
+    out: dict[str, Any] = {"overfit_batch": overfit_one_batch(recipe, prep, below=below, model=model)}
     train = (prep.x_train, prep.y_train)
 
-    def model() -> Any:
+    def starting() -> Any:
         seed_everything(resolved.train.seed)
-        return build_model(resolved.model, kind=facts.kind, input_shape=facts.input_shape, n_outputs=facts.n_outputs)
+        return fresh_model(resolved, facts, model)
 
-    found = lr_find(model(), train, task=facts.task, cfg=resolved.train, seed=resolved.train.seed)
+    found = lr_find(starting(), train, task=facts.task, cfg=resolved.train, seed=resolved.train.seed)
     out["lr_find"] = {
         "suggestion": found.suggestion,
         "agree": found.agree,
@@ -94,7 +99,7 @@ def prechecks(recipe: Recipe, prep: Prepared, *, fit_loss: float, space: dict[st
     sizes = [int(b) for b in batch.grid(2)] if batch is not None else []  # the largest size the space offers
     cap = max(sizes, default=None)
     device = resolved.train.device
-    sized = find_batch_size(model(), train, task=facts.task, cfg=resolved.train, device=device, max_batch=cap)
+    sized = find_batch_size(starting(), train, task=facts.task, cfg=resolved.train, device=device, max_batch=cap)
     out["batch_size"] = {"batch_size": sized.batch_size, "reason": sized.reason}
     return out
 

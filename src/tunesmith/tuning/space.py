@@ -174,10 +174,13 @@ def ambiguous_kind(recipe: Recipe, facts: DataFacts) -> bool:
     return unsaid and facts.kind == "tabular" and str(d.source).endswith(".npz") and facts.input_shape[0] >= 16
 
 
-def default_space(recipe: Recipe, facts: DataFacts, *, ambiguous: bool = False) -> dict[str, ParamSpec]:
+def default_space(
+    recipe: Recipe, facts: DataFacts, *, ambiguous: bool = False, user_model: bool = False
+) -> dict[str, ParamSpec]:
     """The catalog's space for a resolved recipe: what a practitioner would try first, family by family.
 
     ambiguous: the input kind is a guess (ambiguous_kind): the family (mlp or a 1-D cnn) is searched too.
+    user_model: a live nn.Module is tuned: its architecture, dropout layers included, is its own.
     """
     m, t = recipe.model, recipe.train
     family = m.family
@@ -189,7 +192,7 @@ def default_space(recipe: Recipe, facts: DataFacts, *, ambiguous: bool = False) 
     if ambiguous:  # T10 on evidence: the capacity stage tries both readings of the columns
         space["model.family"] = ParamSpec(type="categorical", choices=["mlp", "cnn"])
         widths[family] = [32, 64, 128]  # sizes that suit both families
-    if m.custom is None:  # a user model's architecture is its own
+    if m.custom is None and not user_model:  # a user model's architecture is its own
         space["model.width"] = ParamSpec(type="categorical", choices=widths.get(family, [64, 128, 256]))
         low, high = depths.get(family, (1, 3))
         space["model.depth"] = ParamSpec(type="int", low=low, high=high)
@@ -199,7 +202,8 @@ def default_space(recipe: Recipe, facts: DataFacts, *, ambiguous: bool = False) 
     space["train.lr"] = ParamSpec(type="float", low=lr[0], high=lr[1], log=True)
     space["train.batch_size"] = ParamSpec(type="categorical", choices=batches or [16])
     space["train.schedule"] = ParamSpec(type="categorical", choices=["onecycle", "cosine", "constant"])
-    space["model.dropout"] = ParamSpec(type="float", low=0.0, high=0.5)
+    if not user_model:  # model.custom gets the recipe's dropout (set_dropout); a live module keeps its own
+        space["model.dropout"] = ParamSpec(type="float", low=0.0, high=0.5)
     space["train.weight_decay"] = ParamSpec(type="float", low=1e-6, high=1e-2, log=True)
     if recipe.data.augment.ops:  # T06: strength only matters when some augmentation is on
         space["data.augment.strength"] = ParamSpec(type="float", low=0.0, high=1.0)

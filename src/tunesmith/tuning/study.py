@@ -84,15 +84,27 @@ def tune(
     timeout: float | None = None,
     strategy: str | None = None,
     progress: bool = True,
+    model: nn.Module | None = None,
     **shortcuts: Any,
 ) -> TuneResult:
-    """Tune a recipe (see tunesmith.fitting.SHORTCUTS for data=, epochs=, ...) and write a run directory."""
+    """Tune a recipe (see tunesmith.fitting.SHORTCUTS for data=, epochs=, ...) and write a run directory.
+
+    model: a user nn.Module to tune instead of a built-in family: its architecture (dropout layers
+        included) is kept, every trial, precheck and refit fold trains a copy, and the trials run in
+        this process (workers=1). A model named by import path (model.custom) can use workers.
+    """
     started = time.time()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # tunesmith logs the plan and one line per trial
     if trials is not None and trials < 1:
         raise BadInput(must_be("trials", "tune", "an int >= 1 (the study's total number of trials)", trials))
     if workers < 1:
         raise BadInput(must_be("workers", "tune", "an int >= 1 (local worker processes)", workers))
+    if model is not None and workers > 1:
+        raise BadInput(
+            f"workers={workers} with a model object: worker processes cannot receive a live nn.Module, so its "
+            "trials run in this process (workers=1). To tune with workers, name the model in the recipe "
+            "instead (model.custom: package.module:factory)."
+        )
     flags = {"tune.trials": trials, "tune.timeout": timeout, "tune.strategy": strategy}
     given = {**{k: v for k, v in flags.items() if v is not None}, **(overrides or {})}
     run = RunDir(Path(out) if out is not None else default_run_dir("tune"))
@@ -113,7 +125,7 @@ def tune(
     run.path.mkdir(parents=True, exist_ok=True)
     try:
         store = open_storage(storage, run_dir=run.path, workers=workers, cfg=cfg)
-        meta = _join_or_create(store, name, candidate, resume=resume)
+        meta = _join_or_create(store, name, candidate, resume=resume, model=model)
     except BadInput:
         if created:
             shutil.rmtree(run.path, ignore_errors=True)
@@ -125,7 +137,7 @@ def tune(
         log.info(line)
     with graceful_stop() as stop:
         url = storage or str(run.path / JOURNAL)
-        done = run_workers(store, name, url=url, workers=workers, deadline=deadline, stop=stop)
+        done = run_workers(store, name, url=url, workers=workers, deadline=deadline, stop=stop, model=model)
     trials_ = collect(store, name, meta)
     tuning = write_outputs(run.path, trials_)
     table = pd.read_csv(run.path / "trials.csv")
@@ -139,7 +151,7 @@ def tune(
         )
     folds = meta.recipe.tune.refit_folds
     log.info("refit: the best recipe, %d-fold cross-validation on train+val, then the test split", folds)
-    result = refit(best, run.path, folds=folds, progress=progress)
+    result = refit(best, run.path, folds=folds, progress=progress, model=model)
     best_row = trials_.best()
     summary = {"study": name, "trials": len(trials_.rows), "best_trial": best_row[0] if best_row else None}
     metrics = {**result.metrics, "seconds": round(time.time() - started, 3), "tuning": summary}
@@ -150,34 +162,45 @@ def tune(
     return TuneResult(metrics, table, tuning, best, run.path, complete=True, model=result.model)
 
 
-def _join_or_create(store: BaseStorage, name: str, candidate: Recipe | None, *, resume: bool) -> Meta:
+def _join_or_create(
+    store: BaseStorage, name: str, candidate: Recipe | None, *, resume: bool, model: nn.Module | None
+) -> Meta:
     meta = load_meta(store, name)
     if meta is not None:
         if candidate is not None:
             _check_same(meta, candidate, name)
+        given = type(model).__qualname__ if model is not None else None
+        if given != meta.user_model:
+            made = f"a model object ({meta.user_model})" if meta.user_model else "the recipe's model"
+            raise BadInput(
+                f"The study {name!r} was created for {made}, and this call passes "
+                f"{'a ' + given if given else 'no model object'}. Pass the same model= as when it was created."
+            )
         return meta
     if resume:
         raise BadInput(f"There is no study {name!r} to resume in this storage. Pass the --study it was started with.")
     if candidate is None:
         raise BadInput("Nothing to tune: pass --data (or a recipe) to say which data to tune on.")
-    return create_study(store, name, candidate)
+    return create_study(store, name, candidate, model=model)
 
 
-def create_study(store: BaseStorage, name: str, recipe: Recipe) -> Meta:
-    """A new study `name` for `recipe`: its meta computed (create_meta) and stored for every worker."""
-    meta = create_meta(recipe)
+def create_study(store: BaseStorage, name: str, recipe: Recipe, *, model: nn.Module | None = None) -> Meta:
+    """A new study `name` for `recipe` (and a user's `model`): its meta computed and stored for every worker."""
+    meta = create_meta(recipe, model=model)
     main = optuna.create_study(storage=store, study_name=name)  # holds no trials: the stages are NAME.STAGE
     main.set_user_attr(META, meta.to_json())
     return meta
 
 
-def create_meta(recipe: Recipe) -> Meta:
+def create_meta(recipe: Recipe, *, model: nn.Module | None = None) -> Meta:
     """Everything a worker needs, computed once: space, metric, prechecks and the stages (see module doc)."""
     cfg = recipe.tune
     prep = DataCache().get(recipe)  # x_test is transformed here, never read
     resolved = resolve(recipe, prep.facts)
-    ambiguous = ambiguous_kind(recipe, prep.facts)
-    space = cfg.space if cfg.space is not None else default_space(resolved, prep.facts, ambiguous=ambiguous)
+    ambiguous = model is None and ambiguous_kind(recipe, prep.facts)  # a user's module settles the family
+    space = cfg.space
+    if space is None:
+        space = default_space(resolved, prep.facts, ambiguous=ambiguous, user_model=model is not None)
     check_space(space)
     create_sampler(cfg.sampler, seed=0, space=space)  # an unknown sampler/pruner name fails before any work
     create_pruner(cfg.pruner, epochs=cfg.epochs)
@@ -192,9 +215,10 @@ def create_meta(recipe: Recipe) -> Meta:
     evidence: dict[str, Any] = {}
     if cfg.strategy == "staged":
         log.info("prechecks: overfit one batch (T40), LR range test (T31), batch-size finder (T33)")
-        evidence = prechecks(recipe, prep, fit_loss=cfg.fit_loss, space=space)
+        evidence = prechecks(recipe, prep, fit_loss=cfg.fit_loss, space=space, model=model)
         stages = [s if s.name != "lr" else replace(s, space=narrow(s.space, evidence)) for s in stages]
-    return Meta(recipe, space_to_json(space), stages, metric, judge, evidence)
+    user = type(model).__qualname__ if model is not None else None
+    return Meta(recipe, space_to_json(space), stages, metric, judge, evidence, user_model=user)
 
 
 def _check_same(meta: Meta, candidate: Recipe, name: str) -> None:
@@ -262,11 +286,19 @@ def _range(key: str, spec: Any) -> str:
 
 
 def run_workers(
-    store: BaseStorage, name: str, *, url: str, workers: int, deadline: float | None, stop: threading.Event
+    store: BaseStorage,
+    name: str,
+    *,
+    url: str,
+    workers: int,
+    deadline: float | None,
+    stop: threading.Event,
+    model: nn.Module | None = None,
 ) -> bool:
-    """One worker in this process (on `store`), or `workers` spawned processes (on `url`), one thread each."""
+    """One worker in this process (on `store`, with the user's `model`), or `workers` spawned processes
+    (on `url`), one thread each."""
     if workers == 1:
-        return run_worker(store, name, deadline=deadline, stop=stop)
+        return run_worker(store, name, deadline=deadline, stop=stop, model=model)
     level = log.getEffectiveLevel()
     context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools and locks
     procs = [context.Process(target=_child, args=(url, name, deadline, workers, level)) for _ in range(workers)]

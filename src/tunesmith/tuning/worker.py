@@ -35,6 +35,7 @@ import optuna
 import yaml
 from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
+from torch import nn
 
 from tunesmith.errors import BadInput
 from tunesmith.recipe import Recipe, build_recipe, flatten, resolve
@@ -59,6 +60,7 @@ class Meta:
     metric: str
     judge: Criteria  # how stages pick winners (direction, T40's fit threshold, the standard error)
     prechecks: dict[str, Any]
+    user_model: str | None = None  # the class of a live nn.Module the study tunes (only its process can run trials)
 
     @property
     def maximize(self) -> bool:
@@ -72,6 +74,7 @@ class Meta:
             "metric": self.metric,
             "judge": asdict(self.judge),
             "prechecks": self.prechecks,
+            "user_model": self.user_model,
         }
 
     @classmethod
@@ -83,6 +86,7 @@ class Meta:
             metric=data["metric"],
             judge=Criteria(**data["judge"]),
             prechecks=data["prechecks"],
+            user_model=data.get("user_model"),
         )
 
 
@@ -141,12 +145,26 @@ def stage_outcomes(
 
 
 def run_worker(
-    storage: BaseStorage, name: str, *, deadline: float | None = None, stop: threading.Event | None = None
+    storage: BaseStorage,
+    name: str,
+    *,
+    deadline: float | None = None,
+    stop: threading.Event | None = None,
+    model: nn.Module | None = None,
 ) -> bool:
-    """Run trials until every stage of study `name` is done (True) or a stop was asked for (False)."""
+    """Run trials until every stage of study `name` is done (True) or a stop was asked for (False).
+
+    model: the live nn.Module of a study created with one (each trial trains a copy).
+    """
     meta = load_meta(storage, name)
     if meta is None:
         raise BadInput(f"There is no study {name!r} in this storage. Start one with `tunesmith tune --study {name}`.")
+    if meta.user_model is not None and model is None:
+        raise BadInput(
+            f"The study {name!r} tunes a Python model object ({meta.user_model}), which lives in the process that "
+            "created the study: only that process can run its trials. To tune with several workers, name the "
+            "model in the recipe instead (model.custom: package.module:factory)."
+        )
     stop = stop or threading.Event()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # tunesmith logs one line per trial itself
     data = DataCache()
@@ -169,6 +187,7 @@ def run_worker(
             metric=meta.metric,
             maximize=meta.maximize,
             deadline=stage_deadline,
+            model=model,
         )
         keys = ", ".join(space)
         log.info("stage %d/%d %s: %d trials over %s", k + 1, len(meta.stages), stage.name, stage.trials, keys)
