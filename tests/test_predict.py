@@ -181,3 +181,12 @@ def test_batching_does_not_change_predictions_and_bad_options_are_named(shop_run
         predict(shop_run, new_rows, device="gpu")
     with pytest.raises(BadInput, match="'batch_size' parameter of predict"):
         predict(shop_run, new_rows, batch_size=0)
+
+
+def test_a_run_of_a_model_object_says_how_to_predict_from_it(tmp_path: Path) -> None:
+    from torch import nn
+
+    net = nn.Sequential(nn.Linear(4, 7), nn.ReLU(), nn.Linear(7, 3))  # no built-in family has this shape
+    ts_fit(data="iris", epochs=2, model=net, out=tmp_path / "obj", progress=False, report=False)
+    with pytest.raises(BadInput, match=r"model object \(ts\.fit or ts\.tune with model=\)"):
+        load_run(tmp_path / "obj")

@@ -83,7 +83,9 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     except Exception as exc:  # torch raises many types for corrupt archives and mismatched weights
         raise BadInput(
             f"{run.model} cannot be loaded into the model of {run.recipe} ({type(exc).__name__}): the file is "
-            "damaged or belongs to another recipe. Train the run again."
+            "damaged or belongs to another recipe (train the run again), or the run trained a model object "
+            "(ts.fit or ts.tune with model=), which the recipe cannot rebuild: load model.pt into your module "
+            "with torch.load, or name the model in the recipe (model.custom) to predict from the command line."
         ) from None
     return LoadedRun(run.path, recipe, pre, model.eval())
 
