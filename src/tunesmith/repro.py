@@ -31,7 +31,7 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> None:
         torch.use_deterministic_algorithms(True, warn_only=False)
         torch.backends.cudnn.benchmark = False
     elif torch.are_deterministic_algorithms_enabled():
-        # only when a previous run turned it on: the call imports torch._inductor, ~3 s in a fresh process
+        # only when a previous run turned it on: the call also imports torch._inductor and sets its config
         torch.use_deterministic_algorithms(False)
 
 
