@@ -25,7 +25,7 @@ from torch import nn
 from tunesmith.data import LoadedData, Prepared, load_data
 from tunesmith.data.augment import make_augment
 from tunesmith.errors import BadInput, closest
-from tunesmith.models import build_model
+from tunesmith.models import build_model, fresh_model
 from tunesmith.recipe import Recipe, load_recipe, resolve
 from tunesmith.repro import environment, seed_everything
 from tunesmith.run import RunDir, default_run_dir, write_json
@@ -177,13 +177,7 @@ def _fit_fold(
     fold_dir = run.fold(k, n_folds)
     fold_dir.mkdir(exist_ok=True)
     seed_everything(recipe.train.seed, deterministic=recipe.train.deterministic)  # every fold starts alike
-    net = (
-        copy.deepcopy(model)
-        if model is not None
-        else build_model(
-            recipe.model, kind=prep.facts.kind, input_shape=prep.facts.input_shape, n_outputs=prep.facts.n_outputs
-        )
-    )
+    net = fresh_model(recipe.model, prep.facts, model)
     if resume and (fold_dir / "fold.json").is_file():  # a fold finished before the interruption
         net.load_state_dict(torch.load(fold_dir / "model.pt", map_location="cpu", weights_only=True))
         done = json.loads((fold_dir / "fold.json").read_text())

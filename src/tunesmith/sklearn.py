@@ -28,7 +28,7 @@ from tunesmith.data import LoadedData, RawData
 from tunesmith.data.augment import make_augment
 from tunesmith.data.splits import dev_folds
 from tunesmith.errors import BadInput, must_be
-from tunesmith.models import build_model
+from tunesmith.models import fresh_model
 from tunesmith.prediction import forward
 from tunesmith.recipe import Recipe, resolve, resolve_data
 from tunesmith.repro import seed_everything
@@ -112,9 +112,7 @@ class _NeuralEstimator(BaseEstimator, abc.ABC):
         prep = LoadedData(raw, self._task, "tabular", split, folds, None, None, classes, cfg).prepare(0)
         resolved = resolve(recipe, prep.facts)
         seed_everything(resolved.train.seed, deterministic=resolved.train.deterministic)
-        model = build_model(
-            resolved.model, kind="tabular", input_shape=prep.facts.input_shape, n_outputs=prep.facts.n_outputs
-        )
+        model = fresh_model(resolved.model, prep.facts)
         hooks: list[Callback] = []  # the Trainer adds EarlyStopping (T43) itself
         if self.verbose:
             hooks.append(Progress(name))

@@ -20,8 +20,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from multiprocessing.synchronize import Event as Stop  # the comparison's stop flag, shared with workers
 from pathlib import Path
-from typing import Protocol
 
 import torch
 import yaml
@@ -159,10 +159,6 @@ def _run_lanes(jobs: Sequence[Job], workers: int, advance: Callable[[RunRecord],
     if failures:
         raise failures[0]
     return [done[i] for i in range(len(jobs))]
-
-
-class Stop(Protocol):
-    def is_set(self) -> bool: ...
 
 
 class Stopped(Exception):

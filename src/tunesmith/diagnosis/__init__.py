@@ -171,7 +171,7 @@ def doctor_recipe(
     """Diagnose the setup `tunesmith fit` would train: load -> prepare(fold 0) -> resolve -> build."""
     from tunesmith.data import load_data
     from tunesmith.fitting import make_recipe
-    from tunesmith.models import build_model
+    from tunesmith.models import fresh_model
     from tunesmith.recipe import resolve
     from tunesmith.repro import seed_everything
 
@@ -184,7 +184,7 @@ def doctor_recipe(
         prep = loaded.prepare(0)
         resolved = resolve(recipe, prep.facts)
         facts = prep.facts
-        model = build_model(resolved.model, kind=facts.kind, input_shape=facts.input_shape, n_outputs=facts.n_outputs)
+        model = fresh_model(resolved.model, facts)
         fold, raw = loaded.folds[0], loaded.raw
         has_val = len(prep.x_val) > 0
 

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tunesmith.diagnosis.context import MAX_ROWS, Context
 from tunesmith.errors import BadInput, must_be
-from tunesmith.models import build_model
+from tunesmith.models import fresh_model
 from tunesmith.recipe import DataFacts, Recipe, TrainConfig, resolve
 from tunesmith.train.losses import LossFn, default_loss
 
@@ -106,11 +106,7 @@ def build_context(
     )
     resolved = _resolve(facts, cfg, optimizer=optimizer, lr=lr, batch_size=batch_size, schedule=schedule, epochs=epochs)
     resolved = resolved.model_copy(update={"train": resolved.train.model_copy(update={"seed": seed, "device": device})})
-    net = (
-        copy.deepcopy(model)
-        if model is not None
-        else build_model(resolved.model, kind=kind, input_shape=facts.input_shape, n_outputs=facts.n_outputs)
-    )
+    net = fresh_model(resolved.model, facts, model)
     if not isinstance(net, nn.Module):
         raise BadInput(must_be("model", "doctor", "a torch.nn.Module", type(net).__name__))
     ctx = Context(

@@ -8,8 +8,16 @@ Convention: any model may expose `aux_loss`, a scalar tensor set by its latest f
 to the task loss (None or absent: nothing to add); the autoencoder's L1 code penalty (T20) uses it.
 """
 
-from tunesmith.models.families import build_model, register_family
+from tunesmith.models.families import build_model, fresh_model, register_family
 from tunesmith.models.init import init_weights, set_dropout
 from tunesmith.models.layers import get_act_layer, get_norm_layer
 
-__all__ = ["build_model", "get_act_layer", "get_norm_layer", "init_weights", "register_family", "set_dropout"]
+__all__ = [
+    "build_model",
+    "fresh_model",
+    "get_act_layer",
+    "get_norm_layer",
+    "init_weights",
+    "register_family",
+    "set_dropout",
+]

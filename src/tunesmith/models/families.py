@@ -50,7 +50,7 @@ from tunesmith.models.blocks import (
 )
 from tunesmith.models.init import init_weights, set_dropout
 from tunesmith.models.layers import get_act_layer, get_norm_layer, lookup
-from tunesmith.recipe import ModelConfig
+from tunesmith.recipe import DataFacts, ModelConfig
 
 __all__ = ["CNN", "MLP", "RNN", "AutoEncoder", "FamilyBuilder", "build_model", "register_family"]
 
@@ -79,6 +79,14 @@ def register_family(name: str) -> Callable[[FamilyBuilder], FamilyBuilder]:
         return builder
 
     return decorator
+
+
+def fresh_model(cfg: ModelConfig, facts: DataFacts, user: nn.Module | None = None) -> nn.Module:
+    """A new model to train on data with these `facts`: a copy of the user's module (never trained in
+    place), or `cfg`'s family built for the data."""
+    if user is not None:
+        return copy.deepcopy(user)
+    return build_model(cfg, kind=facts.kind, input_shape=facts.input_shape, n_outputs=facts.n_outputs)
 
 
 def build_model(cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:

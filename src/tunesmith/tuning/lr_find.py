@@ -35,7 +35,7 @@ from torch import nn
 
 from tunesmith.data import load_data
 from tunesmith.errors import BadInput, must_be
-from tunesmith.models import build_model
+from tunesmith.models import fresh_model
 from tunesmith.recipe import Recipe, TrainConfig, resolve
 from tunesmith.repro import seed_everything, torch_threads
 from tunesmith.run import write_json
@@ -189,7 +189,7 @@ def lr_find_recipe(recipe: Recipe, *, seeds: Sequence[int] | None = None, steps:
     prep = load_data(recipe.data, seed=recipe.train.seed).prepare(0)
     resolved = resolve(recipe, prep.facts)
     facts = prep.facts
-    model = build_model(resolved.model, kind=facts.kind, input_shape=facts.input_shape, n_outputs=facts.n_outputs)
+    model = fresh_model(resolved.model, facts)
     train = (prep.x_train, prep.y_train)
     return lr_find(
         model, train, task=facts.task, cfg=resolved.train, steps=steps, seed=resolved.train.seed, seeds=seeds

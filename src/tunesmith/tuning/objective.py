@@ -15,7 +15,6 @@ rows wait for the one final evaluation of the winner (tunesmith.tuning.outputs).
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import socket
@@ -31,8 +30,8 @@ from torch import nn
 from tunesmith.data import Prepared, load_data
 from tunesmith.data.augment import make_augment
 from tunesmith.errors import BadInput, TrainingDiverged
-from tunesmith.models import build_model
-from tunesmith.recipe import DataFacts, Recipe, resolve
+from tunesmith.models import fresh_model
+from tunesmith.recipe import Recipe, resolve
 from tunesmith.repro import seed_everything
 from tunesmith.train.callbacks import Callback
 from tunesmith.train.losses import metric_direction
@@ -123,13 +122,6 @@ class TrialRun:
     curve: list[float] = field(default_factory=list)
 
 
-def fresh_model(resolved: Recipe, facts: DataFacts, model: nn.Module | None) -> nn.Module:
-    """A new model to train: a copy of the user's module (never trained in place), or the recipe's family."""
-    if model is not None:
-        return copy.deepcopy(model)
-    return build_model(resolved.model, kind=facts.kind, input_shape=facts.input_shape, n_outputs=facts.n_outputs)
-
-
 def train_trial(
     recipe: Recipe,
     prep: Prepared,
@@ -144,7 +136,7 @@ def train_trial(
     resolved = resolve(recipe, prep.facts)
     facts = prep.facts
     seed_everything(resolved.train.seed, deterministic=resolved.train.deterministic)
-    net = fresh_model(resolved, facts, model)
+    net = fresh_model(resolved.model, facts, model)
     n_params = sum(p.numel() for p in net.parameters())
     augment = make_augment(
         resolved.data.augment, kind=facts.kind, task=facts.task, n_classes=len(prep.preprocessor.classes or [])

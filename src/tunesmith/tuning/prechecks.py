@@ -20,13 +20,14 @@ from torch import nn
 
 from tunesmith.data import Prepared
 from tunesmith.errors import TrainingDiverged
+from tunesmith.models import fresh_model
 from tunesmith.recipe import Recipe, resolve
 from tunesmith.repro import seed_everything
 from tunesmith.train.callbacks import Callback
 from tunesmith.train.trainer import Trainer
 from tunesmith.tuning.batch_size import find_batch_size
 from tunesmith.tuning.lr_find import lr_find
-from tunesmith.tuning.objective import chance_loss, fresh_model
+from tunesmith.tuning.objective import chance_loss
 from tunesmith.tuning.playbook import REGULARIZATION_OFF
 from tunesmith.tuning.space import ParamSpec
 
@@ -45,7 +46,7 @@ def overfit_one_batch(
     resolved = resolve(recipe.with_overrides(held), prep.facts)
     facts = prep.facts
     seed_everything(resolved.train.seed)
-    net = fresh_model(resolved, facts, model)
+    net = fresh_model(resolved.model, facts, model)
     trainer = Trainer(net, cfg=resolved.train, task=facts.task, callbacks=[_StopBelow(below)])
     batch = (prep.x_train[:rows], prep.y_train[:rows])
     try:
@@ -86,7 +87,7 @@ def prechecks(
 
     def starting() -> Any:
         seed_everything(resolved.train.seed)
-        return fresh_model(resolved, facts, model)
+        return fresh_model(resolved.model, facts, model)
 
     found = lr_find(starting(), train, task=facts.task, cfg=resolved.train, seed=resolved.train.seed)
     out["lr_find"] = {
