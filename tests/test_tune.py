@@ -24,7 +24,7 @@ from tunesmith.fitting import fit, make_recipe
 from tunesmith.train.trainer import Trainer
 from tunesmith.tuning.storage import JOURNAL, open_storage
 from tunesmith.tuning.study import tune
-from tunesmith.tuning.worker import load_meta
+from tunesmith.tuning.worker import load_meta, prechecks_study
 
 FAST = {"tune.epochs": 4, "tune.refit_folds": 2, "train.early_stopping.patience": None}
 TINY = {"tune.epochs": 2}  # where only the study's bookkeeping is under test
@@ -64,7 +64,8 @@ def test_staged_tune_writes_the_contract(tmp_path: Path) -> None:
         assert {"name", "trials", "best", "decision", "evidence"} <= set(stage)
         assert "divergent_share" in stage["evidence"] and "boundary" in stage["evidence"]
     assert tuning["prechecks"]["overfit_batch"]["passed"]  # T40: an MLP memorizes 64 iris rows
-    assert {"suggestion", "agree"} <= set(tuning["prechecks"]["lr_find"])
+    assert {"suggestion", "agree"} <= set(tuning["prechecks"]["lr_find"])  # measured at the lr stage's start
+    assert tuning["prechecks"]["batch_size"]["batch_size"] >= 1
     best = tuning["best"]
     assert best["value"] == table["value"].max() and str(best["trial"]) in tuning["curves"]
     assert len(tuning["curves"][str(best["trial"])]) == 4  # the validation metric of every epoch
@@ -80,6 +81,40 @@ def test_staged_tune_writes_the_contract(tmp_path: Path) -> None:
     assert rerun.metrics["epochs"] <= 4
     again = small(out, resume=True)  # a finished tune is complete: nothing runs again
     assert again.complete and again.metrics == result.metrics
+
+
+def test_the_lr_prechecks_measure_the_capacity_winner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """T31, T33 after T40: the LR range test and the batch-size finder run once, at the lr stage's start, on the
+    model the capacity stage chose (not on the recipe's starting model, width 256, which the space excludes)."""
+    measured: list[int] = []
+    lr_prechecks = worker_module.lr_prechecks
+
+    def watched(recipe: Any, *args: Any, **kwargs: Any) -> Any:
+        measured.append(recipe.model.width)
+        return lr_prechecks(recipe, *args, **kwargs)
+
+    monkeypatch.setattr(worker_module, "lr_prechecks", watched)
+    space = {
+        "model.width": {"type": "categorical", "choices": [8, 16]},
+        "train.lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
+    }
+    small(tmp_path / "run", trials=4, overrides={**TINY, "tune.space": space})
+    tuning = json.loads((tmp_path / "run" / "tuning.json").read_text())
+    capacity = tuning["stages"][0]
+    assert measured == [capacity["best"]["params"]["model.width"]]  # once, on the winner
+    assert "lr_find" in tuning["prechecks"] and "batch_size" in tuning["prechecks"]
+
+
+@pytest.mark.slow
+def test_two_worker_processes_share_one_measurement_of_the_lr_prechecks(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = small(out, trials=6, workers=2, overrides=TINY)
+    assert result.complete
+    store = open_storage(str(out / JOURNAL), run_dir=None, workers=1, cfg=load_recipe_tune())
+    claims = optuna.load_study(study_name=prechecks_study(out.name), storage=store).get_trials()
+    (measured,) = [t for t in claims if t.state != TrialState.PRUNED]  # a claim that lost the race withdrew
+    assert measured.state == TrialState.COMPLETE  # measured once, by one of the two
+    assert result.tuning["prechecks"]["lr_find"] == measured.user_attrs["result"]["lr_find"]
 
 
 def test_test_split_is_read_only_by_the_final_evaluation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -143,6 +178,31 @@ def test_divergent_trials_are_infeasible_and_never_retried(tmp_path: Path) -> No
     tuning = json.loads((tmp_path / "run" / "tuning.json").read_text())
     assert tuning["stages"][0]["evidence"]["divergent_share"] == 0.5
     assert tuning["best"]["params"] == {"train.lr": 1e-2}
+
+
+def test_a_point_drawn_again_reuses_its_result_and_trains_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trained: list[str] = []
+    train_trial = objective_module.train_trial
+
+    def counted(recipe: Any, *args: Any, **kwargs: Any) -> Any:
+        trained.append(recipe.model.activation)
+        return train_trial(recipe, *args, **kwargs)
+
+    monkeypatch.setattr(objective_module, "train_trial", counted)
+    space = {"model.activation": {"type": "categorical", "choices": ["relu", "tanh"]}}
+    overrides = {**TINY, "tune.space": space, "tune.sampler": "random", "tune.explore": 0.0}
+    result = small(tmp_path / "run", trials=5, strategy="flat", overrides=overrides)
+    assert sorted(trained) == sorted(set(trained))  # each point trained once: 5 draws of 2 points repeat
+    trials = stage_trials(tmp_path / "run", "flat")
+    repeats = [t for t in trials if "repeat_of" in t.user_attrs]
+    assert len(repeats) == 5 - len(trained)
+    for t in repeats:
+        twin = trials[t.user_attrs["repeat_of"]]
+        assert t.params == twin.params and t.value == twin.value and t.intermediate_values == twin.intermediate_values
+        assert t.user_attrs["seconds"] == 0.0 and t.user_attrs["overrides"] == twin.user_attrs["overrides"]
+    assert (result.trials["seconds"] == 0.0).sum() == len(repeats)
 
 
 @pytest.mark.slow

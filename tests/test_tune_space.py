@@ -20,7 +20,7 @@ from tunesmith.tuning.playbook import (
     shrink_space,
     stage_of,
 )
-from tunesmith.tuning.prechecks import narrow
+from tunesmith.tuning.prechecks import narrow, suggested_lr
 from tunesmith.tuning.samplers import StagedSampler, create_pruner, create_sampler, rungs
 from tunesmith.tuning.space import ParamSpec, TuneConfig, ambiguous_kind, check_space, default_space
 
@@ -165,6 +165,15 @@ def test_prechecks_narrow_the_lr_stage() -> None:
     assert narrowed["train.batch_size"].choices == [32, 64]
     disagree = narrow(space, {"lr_find": {"suggestion": 1e-3, "agree": False}})
     assert disagree["train.lr"] == space["train.lr"]  # no clear valley: keep the declared range
+
+
+def test_an_agreed_lr_suggestion_is_the_lr_stages_baseline() -> None:
+    """T31: when the range test's rules agree, the lr stage's first trial uses the suggestion, not the recipe's lr."""
+    space = {"train.lr": ParamSpec(type="float", low=1e-4, high=3e-2, log=True)}
+    assert suggested_lr(space, {"lr_find": {"suggestion": 4e-3, "agree": True}}) == {"train.lr": 4e-3}
+    assert suggested_lr(space, {"lr_find": {"suggestion": 4e-3, "agree": False}}) == {}
+    assert suggested_lr(space, {"lr_find": {"suggestion": 0.5, "agree": True}}) == {}  # outside the space
+    assert suggested_lr(space, {}) == {}  # not measured (flat search, or no lr stage)
 
 
 def test_staged_sampler_depends_only_on_history() -> None:

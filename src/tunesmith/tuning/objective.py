@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 from tunesmith.data import Prepared, load_data
@@ -50,6 +50,7 @@ __all__ = [
     "train_trial",
 ]
 
+REPEATED = ("overrides", "epochs", "train_loss", "best_epoch", "n_params", "val_loss", "truncated", "diverged")
 METRIC_FOR_TASK = {"classification": "accuracy", "regression": "rmse", "reconstruction": "loss"}
 
 
@@ -196,8 +197,11 @@ class Objective:
             trial.set_user_attr("surplus", True)
             raise Surplus(f"trial {trial.number} of stage {self.stage} is over the budget of {self.budget}")
         params = {key: spec.suggest(trial, key) for key, spec in self.space.items()}
-        overrides = {**self.carried, **self.fixed, **params}  # the whole trial recipe = base + these
         trial.set_user_attr("stage", self.stage)
+        twin = _twin(trial, params)
+        if twin is not None:
+            return self._repeat(trial, twin)
+        overrides = {**self.carried, **self.fixed, **params}  # the whole trial recipe = base + these
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it (logs, fault tests)
         trial.set_user_attr("overrides", overrides)
         epochs = int(overrides.get("train.epochs", self.base.train.epochs))
@@ -223,6 +227,22 @@ class Objective:
         if reporter.truncated is not None:
             trial.set_user_attr("truncated", reporter.truncated)  # stopped by --timeout after this epoch
         return run.value
+
+    def _repeat(self, trial: optuna.Trial, twin: FrozenTrial) -> float:
+        """The sampler drew a point this stage has trained already (small discrete spaces do): every trial of a
+        stage trains with the same seed, so the result would be the twin's again. Reuse it, train nothing."""
+        trial.set_user_attr("repeat_of", twin.number)
+        for key, value in twin.user_attrs.items():
+            if key in REPEATED:
+                trial.set_user_attr(key, value)
+        trial.set_user_attr("seconds", 0.0)
+        for epoch, value in sorted(twin.intermediate_values.items()):
+            trial.report(value, epoch)
+        if twin.state == TrialState.PRUNED:
+            raise optuna.TrialPruned(f"repeats trial {twin.number}, pruned")
+        trial.set_constraint("diverged", 1.0 if "diverged" in twin.user_attrs else 0.0)
+        assert twin.value is not None  # a COMPLETE trial
+        return twin.value
 
     def _over_budget(self, trial: optuna.Trial) -> bool:
         trials = trial.study.get_trials(deepcopy=False)
@@ -252,6 +272,12 @@ class Objective:
         if not candidates:  # nothing to compare with: a pruned trial with no epochs ranks last for TPE
             raise optuna.TrialPruned(f"infeasible before its first epoch: {type(exc).__name__}")
         return min(candidates) if self.maximize else max(candidates)
+
+
+def _twin(trial: optuna.Trial, params: dict[str, Any]) -> FrozenTrial | None:
+    """An earlier finished trial of this stage with exactly these parameters (not a requeued copy's original)."""
+    finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return next((t for t in finished if t.number < trial.number and t.params == params), None)
 
 
 def budget_used(trials: list[optuna.trial.FrozenTrial]) -> int:

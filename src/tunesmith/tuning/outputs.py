@@ -32,8 +32,9 @@ from torch import nn
 from tunesmith.fitting import FitResult, fit
 from tunesmith.recipe import Recipe
 from tunesmith.run import write_json
+from tunesmith.tuning.once import done_once
 from tunesmith.tuning.playbook import Outcome, rank_key
-from tunesmith.tuning.worker import Meta, stage_outcomes, stage_study
+from tunesmith.tuning.worker import Meta, prechecks_study, stage_outcomes, stage_study
 
 __all__ = ["Trials", "collect", "refit", "tuning_json", "write_outputs"]
 
@@ -51,6 +52,7 @@ class Trials:
                 if not trial.user_attrs.get("surplus"):
                     self.rows.append((len(self.rows), stage.name, trial))
         number = {(stage, t.number): n for n, stage, t in self.rows}
+        self.prechecks = {**meta.prechecks, **(done_once(storage, prechecks_study(name)) or {})}
         self.outcomes = stage_outcomes(storage, name, meta, label=lambda stage, t: number[(stage, t.number)])
 
     def feasible(self) -> list[tuple[int, str, FrozenTrial]]:
@@ -94,7 +96,7 @@ def tuning_json(trials: Trials) -> dict[str, Any]:
         "metric": meta.metric,
         "strategy": meta.recipe.tune.strategy,
         "space": meta.space,
-        "prechecks": meta.prechecks,
+        "prechecks": trials.prechecks,
         "stages": [_stage_json(trials, o) for o in trials.outcomes],
         "best": None
         if best is None

@@ -1,14 +1,18 @@
-"""What the playbook measures once, before its first trial (T40, T31, T33), and how it uses it.
+"""What the playbook measures besides its trials (T40, T31, T33), and how it uses it.
 
-- overfit one batch (T40): the starting model, regularization off, trained on one mini-batch of
-  training rows for `steps` steps, must drive that batch's loss far below the chance level. When
-  it cannot, no amount of tuning will help: the evidence points at a bug (labels, loss, LR).
-- the LR range test (T31, tunesmith.tuning.lr_find): when its rules agree, the lr stage searches a
-  decade either side of its suggestion (within the declared range) instead of the whole range.
-- the batch-size finder (T33, tunesmith.tuning.batch_size): batch sizes larger than the one that
-  still buys throughput are dropped from the lr stage; the LR is retuned with the batch size.
+- overfit one batch (T40), once, before the first trial: the starting model, regularization off,
+  trained on one mini-batch of training rows for up to `STEPS` steps, must drive that batch's loss
+  far below the chance level. When it cannot, no amount of tuning will help: the evidence points
+  at a bug (labels, loss, LR).
+- at the start of the lr stage, on the model the capacity stage chose (the one the lr stage
+  trains): the LR range test (T31, tunesmith.tuning.lr_find), whose suggestion, when its rules
+  agree, narrows the lr stage to a decade either side and is its first trial's LR; and the
+  batch-size finder (T33, tunesmith.tuning.batch_size), which drops the batch sizes larger than
+  the one that still buys throughput. Measuring the chosen model rather than the starting one is
+  what the playbook's order means (capacity first, then its LR), and it keeps both measurements
+  off the path to the first trial.
 
-All three read training rows only: the validation rows are for scoring trials, the test rows for
+All of them read training rows only: the validation rows are for scoring trials, the test rows for
 the one final evaluation.
 """
 
@@ -27,11 +31,10 @@ from tunesmith.train.callbacks import Callback
 from tunesmith.train.trainer import Trainer
 from tunesmith.tuning.batch_size import find_batch_size
 from tunesmith.tuning.lr_find import lr_find
-from tunesmith.tuning.objective import chance_loss
 from tunesmith.tuning.playbook import REGULARIZATION_OFF
 from tunesmith.tuning.space import ParamSpec
 
-__all__ = ["narrow", "overfit_one_batch", "prechecks"]
+__all__ = ["describe", "lr_prechecks", "narrow", "overfit_one_batch", "suggested_lr"]
 
 BATCH_ROWS = 64  # the one batch the model must memorize
 STEPS = 100  # optimizer steps on it (Adam memorizes 64 rows in far fewer)
@@ -75,14 +78,13 @@ class _StopBelow(Callback):
             trainer.should_stop = True
 
 
-def prechecks(
-    recipe: Recipe, prep: Prepared, *, fit_loss: float, space: dict[str, ParamSpec], model: nn.Module | None = None
+def lr_prechecks(
+    recipe: Recipe, prep: Prepared, *, space: dict[str, ParamSpec], model: nn.Module | None = None
 ) -> dict[str, Any]:
-    """The three measurements, as JSON-ready evidence for tuning.json (model: a user's module, else the recipe's)."""
+    """The LR range test and the batch-size finder on `recipe`'s model (a user's module, else the
+    recipe's), as JSON-ready evidence for tuning.json; `space` bounds the batch sizes measured."""
     resolved = resolve(recipe, prep.facts)
     facts = prep.facts
-    below = fit_loss * chance_loss(prep)
-    out: dict[str, Any] = {"overfit_batch": overfit_one_batch(recipe, prep, below=below, model=model)}
     train = (prep.x_train, prep.y_train)
 
     def starting() -> Any:
@@ -90,11 +92,13 @@ def prechecks(
         return fresh_model(resolved.model, facts, model)
 
     found = lr_find(starting(), train, task=facts.task, cfg=resolved.train, seed=resolved.train.seed)
-    out["lr_find"] = {
-        "suggestion": found.suggestion,
-        "agree": found.agree,
-        "warning": found.warning,
-        "suggestions": found.suggestions,
+    out: dict[str, Any] = {
+        "lr_find": {
+            "suggestion": found.suggestion,
+            "agree": found.agree,
+            "warning": found.warning,
+            "suggestions": found.suggestions,
+        }
     }
     batch = space.get("train.batch_size")
     sizes = [int(b) for b in batch.grid(2)] if batch is not None else []  # the largest size the space offers
@@ -103,6 +107,28 @@ def prechecks(
     sized = find_batch_size(starting(), train, task=facts.task, cfg=resolved.train, device=device, max_batch=cap)
     out["batch_size"] = {"batch_size": sized.batch_size, "reason": sized.reason}
     return out
+
+
+def describe(evidence: dict[str, Any]) -> list[str]:
+    """The lr prechecks in a line each, for the log."""
+    lines = []
+    found, sized = evidence.get("lr_find"), evidence.get("batch_size")
+    if found is not None:
+        rules = ", ".join(f"{rule} {lr:.2g}" for rule, lr in found["suggestions"].items())
+        verdict = "agree: a decade either side is searched" if found["agree"] else "disagree: the range is kept"
+        lines.append(f"LR range test: {rules}; the rules {verdict}")
+    if sized is not None:
+        lines.append(f"batch-size finder: up to {sized['batch_size']} ({sized['reason']})")
+    return lines
+
+
+def suggested_lr(space: dict[str, ParamSpec], evidence: dict[str, Any]) -> dict[str, float]:
+    """T31: the lr stage's first trial takes the range test's suggestion when its rules agree (and the
+    space admits it); {} otherwise, so the recipe's lr stays the baseline."""
+    found, lr = evidence.get("lr_find", {}), space.get("train.lr")
+    if lr is None or not found.get("agree") or not lr.admits(found["suggestion"]):
+        return {}
+    return {"train.lr": found["suggestion"]}
 
 
 def narrow(space: dict[str, ParamSpec], evidence: dict[str, Any]) -> dict[str, ParamSpec]:

@@ -5,9 +5,10 @@ workers, then refits the winner and evaluates it once on the test split (T52, T5
     tune("recipe.yaml", storage="postgresql://u:p@host/db", study="s1", workers=2)
 
 Creating a study does, in order: load and split the data (the test rows are set aside, unread),
-resolve the recipe, build and check the search space, run the prechecks (overfit one batch, LR
-range test, batch-size finder: training rows only), split space and budget into stages, and store
-all of it in the study (worker.Meta) so that any worker can join. A study that already exists is
+resolve the recipe, build and check the search space, run the overfit-one-batch check (T40,
+training rows only), split space and budget into stages, and store all of it in the study
+(worker.Meta) so that any worker can join. The LR range test and the batch-size finder run later,
+at the lr stage's start, on the capacity winner (tunesmith.tuning.prechecks). A study that already exists is
 joined: its recipe and space must match the given ones (a name clash is bad input), and its
 budget holds (a second `tune` on a finished study runs no trial). `--resume` continues a run
 directory after Ctrl-C or a crash; trials already finished are never repeated, and since each
@@ -29,7 +30,7 @@ import shutil
 import sys
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ from tunesmith.run import RunDir, default_run_dir, write_json
 from tunesmith.tuning.objective import DataCache, chance_loss, pick_metric
 from tunesmith.tuning.outputs import collect, refit, write_outputs
 from tunesmith.tuning.playbook import Criteria, plan_stages
-from tunesmith.tuning.prechecks import narrow, prechecks
+from tunesmith.tuning.prechecks import overfit_one_batch
 from tunesmith.tuning.samplers import create_pruner, create_sampler, rungs
 from tunesmith.tuning.space import TuneConfig, ambiguous_kind, check_space, default_space, space_to_json
 from tunesmith.tuning.storage import JOURNAL, open_storage, redact
@@ -213,10 +214,9 @@ def create_meta(recipe: Recipe, *, model: nn.Module | None = None) -> Meta:
     )
     stages = plan_stages(space, cfg, trials=cfg.trials)
     evidence: dict[str, Any] = {}
-    if cfg.strategy == "staged":
-        log.info("prechecks: overfit one batch (T40), LR range test (T31), batch-size finder (T33)")
-        evidence = prechecks(recipe, prep, fit_loss=cfg.fit_loss, space=space, model=model)
-        stages = [s if s.name != "lr" else replace(s, space=narrow(s.space, evidence)) for s in stages]
+    if cfg.strategy == "staged":  # the LR range test and batch-size finder wait for the capacity winner
+        log.info("precheck: overfit one batch (T40)")
+        evidence["overfit_batch"] = overfit_one_batch(recipe, prep, below=judge.fit_below, model=model)
     user = type(model).__qualname__ if model is not None else None
     return Meta(recipe, space_to_json(space), stages, metric, judge, evidence, user_model=user)
 
@@ -268,6 +268,8 @@ def plan_lines(meta: Meta, *, storage: str, study: str, workers: int, timeout: f
         held = "; regularization off" if s.name == "capacity" else ""
         keys = ", ".join(_range(key, spec) for key, spec in s.space.items())
         lines.append(f"  {k}. {s.name}: {s.trials} trials, {how}{held}: {keys}")
+        if s.name == "lr" and {"train.lr", "train.batch_size"} & set(s.space):
+            lines.append("     (narrowed at its start: LR range test and batch-size finder on the capacity winner)")
         if s.name == "regularization":
             lines.append("     (width/depth may also shrink below the capacity winner, T44)")
     lines.append(f"  {len(meta.stages) + 1}. refit the best recipe: {cfg.refit_folds}-fold CV on train+val, mean ± std")

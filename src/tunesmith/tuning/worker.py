@@ -3,7 +3,8 @@
 `tunesmith tune` runs one in-process (or spawns `--workers N` processes, one torch thread each)
 and `tunesmith worker` runs one on any machine that reaches the storage. Everything a worker
 needs is in the study itself: the main study `NAME` holds the recipe, the stages and the
-prechecks as a user attribute (`tunesmith`), and each stage is a plain Optuna study `NAME.STAGE`.
+overfit check as a user attribute (`tunesmith`), each stage is a plain Optuna study `NAME.STAGE`,
+and `NAME.lr.prechecks` holds the lr stage's prechecks, measured by the first worker to get there.
 A worker is therefore stateless: it can join late, die, or be restarted at any time.
 
 Rules that make N workers one search:
@@ -40,11 +41,24 @@ from torch import nn
 from tunesmith.errors import BadInput
 from tunesmith.recipe import Recipe, build_recipe, flatten, resolve
 from tunesmith.tuning.objective import DataCache, Objective, Surplus, budget_used
+from tunesmith.tuning.once import done_once, run_once
 from tunesmith.tuning.playbook import Criteria, Outcome, Stage, decide, incumbent, shrink_space
+from tunesmith.tuning.prechecks import describe, lr_prechecks, narrow, suggested_lr
 from tunesmith.tuning.samplers import StagedSampler, create_pruner, stable
-from tunesmith.tuning.space import TuneConfig
+from tunesmith.tuning.space import ParamSpec, TuneConfig
 
-__all__ = ["META", "Meta", "graceful_stop", "join", "load_meta", "run_worker", "stage_outcomes", "stage_study"]
+__all__ = [
+    "META",
+    "Meta",
+    "graceful_stop",
+    "join",
+    "load_meta",
+    "prechecks_study",
+    "run_worker",
+    "stage_outcomes",
+    "stage_space",
+    "stage_study",
+]
 
 log = logging.getLogger("tunesmith.tuning")
 
@@ -136,12 +150,25 @@ def stage_outcomes(
     label: (stage, trial) -> the number the evidence shows (default: the stage study's own numbering).
     """
     outcomes: list[Outcome] = []
+    evidence = done_once(storage, prechecks_study(name)) or {}  # the lr prechecks, once measured
     for stage in meta.stages[:upto]:
         study = stage_study(storage, name, stage, meta)
-        space = shrink_space(stage, next((o for o in outcomes if o.name == "capacity"), None))
+        space = stage_space(stage, outcomes, evidence)
         number = (lambda t: t.number) if label is None else functools.partial(label, stage.name)
         outcomes.append(decide(stage, space, study.get_trials(deepcopy=False), meta.judge, label=number))
     return outcomes
+
+
+def stage_space(stage: Stage, done: list[Outcome], evidence: dict[str, Any]) -> dict[str, ParamSpec]:
+    """The space a stage's trials sample: the regularization stage's sizes shrunk below the capacity
+    winner (T44), the lr stage narrowed by its prechecks' `evidence` (T31, T33)."""
+    space = shrink_space(stage, next((o for o in done if o.name == "capacity"), None))
+    return narrow(space, evidence) if stage.name == "lr" else space
+
+
+def prechecks_study(name: str) -> str:
+    """The study holding the lr stage's prechecks, measured once for all workers (tunesmith.tuning.once)."""
+    return f"{name}.lr.prechecks"
 
 
 def run_worker(
@@ -175,10 +202,12 @@ def run_worker(
         passed += stage.share
         stage_deadline = None if deadline is None else started + (deadline - started) * passed
         done = stage_outcomes(storage, name, meta, upto=k)  # the earlier stages' winners, fixed from here on
-        space = shrink_space(stage, next((o for o in done if o.name == "capacity"), None))
+        carried = {key: value for o in done for key, value in o.params.items()}
+        evidence = _lr_prechecks(storage, name, meta, stage, carried, data=data, model=model)
+        space = stage_space(stage, done, evidence)
         objective = Objective(
             base=meta.recipe,
-            carried={key: value for o in done for key, value in o.params.items()},
+            carried=carried,
             space=space,
             fixed=stage.fixed,
             stage=stage.name,
@@ -192,7 +221,8 @@ def run_worker(
         keys = ", ".join(space)
         log.info("stage %d/%d %s: %d trials over %s", k + 1, len(meta.stages), stage.name, stage.trials, keys)
         study = stage_study(storage, name, stage, meta)
-        start = incumbent(space, {**current, **objective.carried}) if stage.name != "flat" else {}
+        baseline = {**current, **carried, **suggested_lr(space, evidence)}
+        start = incumbent(space, baseline) if stage.name != "flat" else {}
         if start and not study.get_trials(deepcopy=False):  # the stage's first trial: its baseline
             study.enqueue_trial(start, skip_if_exists=True)
         with stable():
@@ -202,6 +232,32 @@ def run_worker(
             return False
         log.info("  decision: %s", stage_outcomes(storage, name, meta, upto=k + 1)[-1].decision)
     return True
+
+
+def _lr_prechecks(
+    storage: BaseStorage,
+    name: str,
+    meta: Meta,
+    stage: Stage,
+    carried: dict[str, Any],
+    *,
+    data: DataCache,
+    model: nn.Module | None,
+) -> dict[str, Any]:
+    """The lr stage's LR range test and batch-size finder on the capacity winner, measured by one worker
+    for all ({} for other stages, or an lr stage that searches neither the LR nor the batch size)."""
+    if stage.name != "lr" or not {"train.lr", "train.batch_size"} & set(stage.space):
+        return {}
+    recipe = meta.recipe.with_overrides({**carried, **stage.fixed})  # what the lr stage's trials train
+
+    def measure() -> dict[str, Any]:
+        log.info("  prechecks on the model this stage trains: LR range test (T31), batch-size finder (T33)")
+        return lr_prechecks(recipe, data.get(recipe), space=stage.space, model=model)
+
+    evidence = run_once(storage, prechecks_study(name), measure)
+    for line in describe(evidence):
+        log.info("  %s", line)
+    return evidence
 
 
 def _drive(
@@ -279,7 +335,8 @@ def _line(trial: FrozenTrial) -> str:
     else:
         outcome = f"{trial.state.name.lower()} {trial.value:.4g}" if trial.value is not None else trial.state.name
     stage = trial.user_attrs.get("stage", "")
-    return f"{stage} trial {trial.number}: {params} -> {outcome} ({epochs} epochs, {seconds:.1f} s)"
+    cost = f"repeats trial {trial.user_attrs['repeat_of']}" if "repeat_of" in trial.user_attrs else f"{seconds:.1f} s"
+    return f"{stage} trial {trial.number}: {params} -> {outcome} ({epochs} epochs, {cost})"
 
 
 def join(url: str, name: str, *, deadline: float | None = None, workers: int = 1, wait: float = 0.0) -> bool:
