@@ -75,7 +75,7 @@ def test_staged_tune_writes_the_contract(tmp_path: Path) -> None:
     recipe = yaml.safe_load((out / "best_recipe.yaml").read_text())
     assert recipe["train"]["epochs"] == 4
     first = stage_trials(out, "capacity")[0]  # each stage starts from its incumbent: here the recipe's defaults
-    fixed = {"model.width": 256, "model.depth": 2, "model.activation": "relu", "model.norm": "batch"}
+    fixed = {"model.width": 256, "model.depth": 2, "model.activation": "relu", "model.norm": "batch", "train.lr": 1e-3}
     assert first.system_attrs["fixed_params"] == fixed and first.params == fixed
     rerun = fit(out / "best_recipe.yaml", out=tmp_path / "again", progress=False)  # re-runnable with fit
     assert rerun.metrics["epochs"] <= 4
@@ -103,6 +103,12 @@ def test_the_lr_prechecks_measure_the_capacity_winner(tmp_path: Path, monkeypatc
     capacity = tuning["stages"][0]
     assert measured == [capacity["best"]["params"]["model.width"]]  # once, on the winner
     assert "lr_find" in tuning["prechecks"] and "batch_size" in tuning["prechecks"]
+    # the LR, a nuisance of the capacity stage, goes with its winner: the lr stage starts from it (or from an
+    # agreed range-test suggestion, T31)
+    found = tuning["prechecks"]["lr_find"]
+    agreed = found["agree"] and 1e-3 <= found["suggestion"] <= 3e-2
+    first = stage_trials(tmp_path / "run", "lr")[0]
+    assert first.params["train.lr"] == (found["suggestion"] if agreed else capacity["best"]["params"]["train.lr"])
 
 
 @pytest.mark.slow

@@ -86,7 +86,8 @@ def test_staged_plan_splits_keys_and_budget() -> None:
     stages = plan_stages(space, TuneConfig(trials=20), trials=20)
     assert [s.name for s in stages] == ["capacity", "lr", "regularization"]
     assert sum(s.trials for s in stages) == 20
-    assert set(stages[0].space) == {"model.width", "model.depth", "model.activation", "model.norm"}
+    assert set(stages[0].space) == {"model.width", "model.depth", "model.activation", "model.norm", "train.lr"}
+    assert stages[0].space["train.lr"] == stages[1].space["train.lr"]  # the LR: a nuisance of capacity, then tuned
     assert stages[0].fixed["model.dropout"] == 0.0 and stages[0].fixed["train.early_stopping.patience"] is None
     assert "model.dropout" not in stages[1].fixed  # only the capacity stage turns regularization off (T40)
     assert stage_of("data.augment.strength") == "regularization" and stage_of("train.batch_size") == "lr"

@@ -2,9 +2,11 @@
 
 1. capacity (T40, T22): regularization off (no dropout, weight decay, augmentation or early
    stopping); search width/depth (and activation, normalization, and the family where the data
-   kind is ambiguous, T10). The winner is the best validation score among the models that fit
-   the training set (train loss below `tune.fit_loss` x the chance-level loss); if none fits, the
-   one that came closest, with the advice to widen the space.
+   kind is ambiguous, T10), with the learning rate as a nuisance: the Tuning Playbook's rule is
+   that architectures are compared each at a good LR, never all at one fixed LR that suits some
+   of them. The winner is the best validation score among the models that fit the training set
+   (train loss below `tune.fit_loss` x the chance-level loss); if none fits, the one that came
+   closest, with the advice to widen the space. Its LR is the lr stage's first trial's.
 2. lr + batch size (T31, T33): the LR range is narrowed around the range test's suggestion and
    the batch sizes are capped by the batch-size finder (both run once, before the first trial).
 3. regularization (T15, T41-T44): dropout, weight decay / L1, max-norm, augmentation strength,
@@ -84,6 +86,7 @@ REGULARIZATION_OFF: dict[str, Any] = {
     "train.early_stopping.patience": None,
 }
 SHRINKABLE = ("model.width", "model.depth")  # T44
+NUISANCE = ("train.lr",)  # searched in the capacity stage too: every architecture at a good LR (Tuning Playbook)
 EDGE = 0.1  # a best value within this share of the range's end counts as "near the boundary"
 MANY_DIVERGED = 0.3  # a larger share of divergent trials points to a bug or a too-high LR range
 DROP = 0.02  # a curve that ends this much (relative) below its peak is getting worse
@@ -136,9 +139,12 @@ def plan_stages(space: dict[str, ParamSpec], cfg: TuneConfig, *, trials: int) ->
         counts[counts.index(max(counts))] -= 1
     stages = []
     for (name, share), n in zip(present, counts, strict=True):
-        n = _cap(n, parts[name], cfg)
+        part = parts[name]
+        if name == "capacity":
+            part = {**part, **{key: space[key] for key in NUISANCE if key in space}}
+        n = _cap(n, part, cfg)
         held = {**REGULARIZATION_OFF, **fixed} if name == "capacity" else dict(fixed)
-        stages.append(Stage(name, parts[name], n, share / total, _explore(n, cfg), held))
+        stages.append(Stage(name, part, n, share / total, _explore(n, cfg), held))
     return stages
 
 

@@ -265,7 +265,7 @@ def plan_lines(meta: Meta, *, storage: str, study: str, workers: int, timeout: f
     ]
     for k, s in enumerate(meta.stages, 1):
         how = f"{s.explore} quasi-random (qmc) then {cfg.sampler}" if s.explore else cfg.sampler
-        held = "; regularization off" if s.name == "capacity" else ""
+        held = "; regularization off, the LR a nuisance (each model at a good LR)" if s.name == "capacity" else ""
         keys = ", ".join(_range(key, spec) for key, spec in s.space.items())
         lines.append(f"  {k}. {s.name}: {s.trials} trials, {how}{held}: {keys}")
         if s.name == "lr" and {"train.lr", "train.batch_size"} & set(s.space):
