@@ -17,6 +17,7 @@ from tunesmith.tuning.playbook import (
     decide,
     incumbent,
     plan_stages,
+    refit_epochs,
     shrink_space,
     stage_of,
 )
@@ -153,6 +154,18 @@ def test_boundary_and_divergence_checks() -> None:
     assert out.evidence["boundary"] == [{"key": "train.lr", "value": 0.09, "edge": "upper"}]
     assert out.evidence["diverged"] == 1 and out.evidence["divergent_share"] == 0.2
     assert "widen the range" in out.decision
+
+
+def test_a_winner_still_improving_is_refit_longer() -> None:
+    """The "train longer" check, acted on: trials are short for the search's sake, the final model is not."""
+    improving = _trial(0, 0.95, {"train.lr": 0.01})  # its curve peaks at its last epoch
+    improving.user_attrs["overrides"] = {"train.epochs": 10}
+    epochs, why = refit_epochs(improving, maximize=True)
+    assert epochs == 20 and "still improving" in why
+    peaked = _trial(1, 0.95, {"train.lr": 0.01})
+    peaked.intermediate_values = {e: 0.95 - 0.01 * abs(e - 4) for e in range(1, 11)}  # best at epoch 4 of 10
+    peaked.user_attrs["overrides"] = {"train.epochs": 10}
+    assert refit_epochs(peaked, maximize=True) == (10, "the winner's validation curve peaked at epoch 4 of 10")
 
 
 def test_prechecks_narrow_the_lr_stage() -> None:

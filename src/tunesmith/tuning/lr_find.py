@@ -70,7 +70,7 @@ class LRFindResult:
     losses: list[float]  # raw per-step training loss
     smoothed: list[float]  # debiased exponential moving average of `losses`
     suggestions: dict[str, float]  # rule -> lr (median over seeds)
-    suggestion: float  # valley when the rules agree, else the task default
+    suggestion: float  # valley when the rules agree, else the recipe's lr (the task default unless set)
     agree: bool  # all rules within AGREE_WITHIN of each other
     warning: str | None
     spread: dict[str, Any] = field(default_factory=dict)  # {"seeds", "suggestions": rule -> per seed, "ratio"}
@@ -87,7 +87,7 @@ class LRFindResult:
 
     def describe(self) -> list[str]:
         """The suggestion and its evidence, one line each (for a terminal or a report)."""
-        lines = [f"suggested lr {self.suggestion:.2e}" + ("" if self.agree else " (task default)")]
+        lines = [f"suggested lr {self.suggestion:.2e}" + ("" if self.agree else " (the recipe's lr)")]
         rules = ", ".join(f"{rule} {lr:.2e}" for rule, lr in self.suggestions.items())
         verdict = "within" if self.agree else "more than"
         lines.append(f"rules: {rules} ({verdict} {AGREE_WITHIN:.0f}x of each other)")
@@ -117,7 +117,7 @@ class LRFindResult:
         ax.set_ylim(min(self.smoothed) * 0.95 - 1e-12, max(self.smoothed[0], min(self.smoothed)) * 1.3 + 1e-12)
         ax.set_xlabel("learning rate")
         ax.set_ylabel("training loss")
-        ax.set_title("LR range test: " + ("rules agree" if self.agree else "rules disagree, task default used"))
+        ax.set_title("LR range test: " + ("rules agree" if self.agree else "rules disagree, the recipe's lr used"))
         ax.legend(fontsize=8)
         fig.savefig(path, dpi=110)
         return path
@@ -311,7 +311,7 @@ def decide(suggestions: dict[str, float], default_lr: float) -> tuple[float, boo
         default_lr,
         False,
         f"The suggestion rules disagree by {ratio:.0f}x ({listed}): the curve has no clear valley. "
-        f"Falling back to the task default lr {default_lr:.1e}; look at the plot, or sweep a narrower range.",
+        f"Falling back to the recipe's lr {default_lr:.1e}; look at the plot, or sweep a narrower range.",
     )
 
 

@@ -1,9 +1,9 @@
 """What a tune leaves in its run directory (design.md), and the one look at the test split.
 
-    best_recipe.yaml  the best trial's recipe: `tunesmith fit best_recipe.yaml` reruns it
+    best_recipe.yaml  the best trial's recipe with the refit's epochs: `tunesmith fit best_recipe.yaml` reruns it
     trials.csv        number, state, value, seconds, stage, params_<dotted.key>...
     tuning.json       direction, metric, strategy, space, stages (trials, best, decision, evidence),
-                      best, curves (validation metric per epoch of the best trials)
+                      best, curves (validation metric per epoch of the best trials), refit (epochs, why)
     recipe.yaml, model.pt, preprocess.json, env.json, fold-K/   the final refit (tunesmith fit)
     metrics.json      the final refit's metrics with its test metrics and the tuning summary
     report.html       written by tunesmith.report from all of the above (after metrics.json)
@@ -33,7 +33,7 @@ from tunesmith.fitting import FitResult, fit
 from tunesmith.recipe import Recipe
 from tunesmith.run import write_json
 from tunesmith.tuning.once import done_once
-from tunesmith.tuning.playbook import Outcome, rank_key
+from tunesmith.tuning.playbook import Outcome, rank_key, refit_epochs
 from tunesmith.tuning.worker import Meta, prechecks_study, stage_outcomes, stage_study
 
 __all__ = ["Trials", "collect", "refit", "tuning_json", "write_outputs"]
@@ -63,9 +63,17 @@ class Trials:
         ranked = self.feasible()
         return ranked[0] if ranked else None
 
-    def best_recipe(self) -> Recipe | None:
+    def refit_plan(self) -> tuple[int, str] | None:
+        """(epochs, why) of the final refit: the best trial's, or longer if it was still improving."""
         best = self.best()
-        return None if best is None else self.meta.recipe.with_overrides(best[2].user_attrs["overrides"])
+        return None if best is None else refit_epochs(best[2], maximize=self.meta.maximize)
+
+    def best_recipe(self) -> Recipe | None:
+        """The best trial's recipe with the refit's epochs: what the final model is trained with."""
+        best, plan = self.best(), self.refit_plan()
+        if best is None or plan is None:
+            return None
+        return self.meta.recipe.with_overrides({**best[2].user_attrs["overrides"], "train.epochs": plan[0]})
 
 
 def collect(storage: BaseStorage, name: str, meta: Meta) -> Trials:
@@ -89,7 +97,7 @@ def write_trials_csv(path: Path, trials: Trials) -> None:
 
 def tuning_json(trials: Trials) -> dict[str, Any]:
     meta = trials.meta
-    best = trials.best()
+    best, plan = trials.best(), trials.refit_plan()
     curves = {str(n): [v for _, v in sorted(t.intermediate_values.items())] for n, _, t in trials.feasible()[:CURVES]}
     return {
         "direction": "maximize" if meta.maximize else "minimize",
@@ -106,6 +114,7 @@ def tuning_json(trials: Trials) -> dict[str, Any]:
             "params": {k: v for k, v in best[2].user_attrs["overrides"].items() if k in meta.space},
         },
         "curves": curves,
+        "refit": None if plan is None else {"epochs": plan[0], "reason": plan[1]},
     }
 
 

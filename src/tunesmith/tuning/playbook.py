@@ -43,10 +43,12 @@ __all__ = [
     "Criteria",
     "Outcome",
     "Stage",
+    "curve_shape",
     "decide",
     "incumbent",
     "plan_stages",
     "rank_key",
+    "refit_epochs",
     "shrink_space",
     "stage_of",
 ]
@@ -90,6 +92,7 @@ NUISANCE = ("train.lr",)  # searched in the capacity stage too: every architectu
 EDGE = 0.1  # a best value within this share of the range's end counts as "near the boundary"
 MANY_DIVERGED = 0.3  # a larger share of divergent trials points to a bug or a too-high LR range
 DROP = 0.02  # a curve that ends this much (relative) below its peak is getting worse
+LONGER = 2  # the refit's epochs, as a multiple of the trials', when the winner was still improving
 
 
 def stage_of(key: str) -> str:
@@ -302,7 +305,7 @@ def checks(
         "divergent_share": round(share, 3),
         "divergence_examples": [t.user_attrs["diverged"]["reason"][:160] for t in diverged[:2]],
         "boundary": _boundary(space, ranked[0]) if ranked else [],
-        "curves": [{"trial": label(t), **_curve(t, maximize=maximize, epochs=epochs)} for t in ranked[:3]],
+        "curves": [{"trial": label(t), **curve_shape(t, maximize=maximize, epochs=epochs)} for t in ranked[:3]],
         "warnings": [],
     }
     warnings = evidence["warnings"]
@@ -333,7 +336,19 @@ def _boundary(space: dict[str, ParamSpec], best: FrozenTrial) -> list[dict[str, 
     return hits
 
 
-def _curve(trial: FrozenTrial, *, maximize: bool, epochs: int) -> dict[str, Any]:
+def refit_epochs(trial: FrozenTrial, *, maximize: bool) -> tuple[int, str]:
+    """The "train longer" check, acted on for the final model: (the refit's epochs, why). Trials are short so
+    that many fit in the budget; a winner whose curve was still improving at its last epoch is refit for
+    LONGER times its epochs, and early stopping (T43, when the recipe has it on) ends a fold once its
+    validation score stops improving."""
+    epochs = int(trial.user_attrs["overrides"]["train.epochs"])
+    shape = curve_shape(trial, maximize=maximize, epochs=epochs)
+    if shape["verdict"] != "improving":
+        return epochs, f"the winner's validation curve peaked at epoch {shape.get('best_epoch')} of {epochs}"
+    return epochs * LONGER, f"the winner was still improving at its last epoch ({epochs}): trained {LONGER}x longer"
+
+
+def curve_shape(trial: FrozenTrial, *, maximize: bool, epochs: int) -> dict[str, Any]:
     """improving: the peak is in the last tenth of a full-length run; rising: it ends DROP below an early peak."""
     steps = sorted(trial.intermediate_values)
     values = [trial.intermediate_values[s] for s in steps]

@@ -152,6 +152,7 @@ def tune(
         )
     folds = meta.recipe.tune.refit_folds
     log.info("refit: the best recipe, %d-fold cross-validation on train+val, then the test split", folds)
+    log.info("  %d epochs: %s", best.train.epochs, tuning["refit"]["reason"])
     result = refit(best, run.path, folds=folds, progress=progress, model=model)
     best_row = trials_.best()
     summary = {"study": name, "trials": len(trials_.rows), "best_trial": best_row[0] if best_row else None}
