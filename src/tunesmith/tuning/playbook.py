@@ -39,6 +39,7 @@ from tunesmith.errors import BadInput
 from tunesmith.tuning.space import ParamSpec, TuneConfig, space_to_json
 
 __all__ = [
+    "LONGER",
     "REGULARIZATION_OFF",
     "Criteria",
     "Outcome",

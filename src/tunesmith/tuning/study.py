@@ -45,7 +45,7 @@ from tunesmith.recipe import Recipe, load_recipe, resolve
 from tunesmith.run import RunDir, default_run_dir, write_json
 from tunesmith.tuning.objective import DataCache, chance_loss, pick_metric
 from tunesmith.tuning.outputs import collect, refit, write_outputs
-from tunesmith.tuning.playbook import Criteria, plan_stages
+from tunesmith.tuning.playbook import LONGER, Criteria, plan_stages
 from tunesmith.tuning.prechecks import overfit_one_batch
 from tunesmith.tuning.samplers import create_pruner, create_sampler, rungs
 from tunesmith.tuning.space import TuneConfig, ambiguous_kind, check_space, default_space, space_to_json
@@ -56,7 +56,7 @@ __all__ = ["TuneResult", "create_study", "run_workers", "tune"]
 
 log = logging.getLogger("tunesmith.tuning")
 
-SEARCH_SHARE = 0.6  # of --timeout: the rest is for the refit (5 folds, each about one trial long) and the test
+SEARCH_SHARE = 0.6  # of --timeout: the rest is for the refit (5 folds, each one or two trials long) and the test
 PER_SESSION = ("tune.trials", "tune.timeout", "name")  # may differ between the sessions of one study
 STOPPED = 3  # exit code of a spawned worker stopped by Ctrl-C (its finished trials are kept)
 
@@ -273,7 +273,10 @@ def plan_lines(meta: Meta, *, storage: str, study: str, workers: int, timeout: f
             lines.append("     (narrowed at its start: LR range test and batch-size finder on the capacity winner)")
         if s.name == "regularization":
             lines.append("     (width/depth may also shrink below the capacity winner, T44)")
-    lines.append(f"  {len(meta.stages) + 1}. refit the best recipe: {cfg.refit_folds}-fold CV on train+val, mean ± std")
+    lines.append(
+        f"  {len(meta.stages) + 1}. refit the best recipe: {cfg.refit_folds}-fold CV on train+val, mean ± std "
+        f"({LONGER}x the epochs if it was still improving at its last)"
+    )
     lines.append(f"  {len(meta.stages) + 2}. test: one evaluation of the refit models on the held-out test split")
     lines.append(f"  pruning ({cfg.pruner}): {rungs(cfg.pruner, epochs=cfg.epochs)}")
     if timeout is not None:
