@@ -70,10 +70,11 @@ class Trials:
 
     def best_recipe(self) -> Recipe | None:
         """The best trial's recipe with the refit's epochs: what the final model is trained with."""
-        best, plan = self.best(), self.refit_plan()
-        if best is None or plan is None:
+        best = self.best()
+        if best is None:
             return None
-        return self.meta.recipe.with_overrides({**best[2].user_attrs["overrides"], "train.epochs": plan[0]})
+        epochs, _ = refit_epochs(best[2], maximize=self.meta.maximize)
+        return self.meta.recipe.with_overrides({**best[2].user_attrs["overrides"], "train.epochs": epochs})
 
 
 def collect(storage: BaseStorage, name: str, meta: Meta) -> Trials:

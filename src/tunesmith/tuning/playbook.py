@@ -8,10 +8,12 @@
    (train loss below `tune.fit_loss` x the chance-level loss); if none fits, the one that came
    closest, with the advice to widen the space. Its LR is the lr stage's first trial's.
 2. lr + batch size (T31, T33): the LR range is narrowed around the range test's suggestion and
-   the batch sizes are capped by the batch-size finder (both run once, before the first trial).
+   the batch sizes are capped by the batch-size finder (both run once, at this stage's start, on
+   the capacity winner: tunesmith.tuning.prechecks).
 3. regularization (T15, T41-T44): dropout, weight decay / L1, max-norm, augmentation strength,
    patience; width/depth may shrink below the capacity winner (a smaller model regularizes, T44).
-4. refit and test: tunesmith.tuning.outputs.
+4. refit and test: tunesmith.tuning.outputs; a winner still improving at its last epoch is refit
+   for LONGER times its epochs (refit_epochs).
 
 Each stage's first trial is its incumbent: the recipe's values (or the earlier stages' winners)
 for the stage's keys, the baseline every other trial of the stage must beat. Within a stage the
