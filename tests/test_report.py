@@ -150,6 +150,7 @@ def test_tuning_sections_show_the_study(tmp_path: Path) -> None:
         "tuning-parallel",
     ]
     assert 'class="error"' not in html
+    assert "<td>refit</td>" in html and "<td>train.epochs=40</td><td>the winner was still improving" in html
     tuning = Tuning.of(RunFiles(tmp_path))
     assert [p.name for p in tuning.varied()] == ["width", "depth", "lr", "batch_size", "dropout", "weight_decay"]
     assert len(tuning.groups(min_trials=4)) == 3  # importances and parallel coordinates per stage

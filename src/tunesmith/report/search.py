@@ -241,6 +241,9 @@ class TuningStages:
                     evidence,
                 ]
             )
+        refit = Tuning.of(run).doc.get("refit")  # the final model's epochs, and why (playbook.refit_epochs)
+        if refit:
+            rows.append(["refit", "", "", f"train.epochs={refit['epochs']}", refit["reason"], ""])
         return table(["stage", "trials", "best", "best parameters", "decision", "evidence"], rows, css="stages")
 
 
