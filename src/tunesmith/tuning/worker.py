@@ -56,7 +56,6 @@ __all__ = [
     "prechecks_study",
     "run_worker",
     "stage_outcomes",
-    "stage_space",
     "stage_study",
 ]
 
