@@ -8,8 +8,8 @@ Creating a study does, in order: load and split the data (the test rows are set 
 resolve the recipe, build and check the search space, run the overfit-one-batch check (T40,
 training rows only), split space and budget into stages, and store all of it in the study
 (worker.Meta) so that any worker can join. The LR range test and the batch-size finder run later,
-at the lr stage's start, on the capacity winner (tunesmith.tuning.prechecks). A study that already exists is
-joined: its recipe and space must match the given ones (a name clash is bad input), and its
+at the lr stage's start, on the capacity winner (tunesmith.tuning.prechecks). A study that
+already exists is joined: its recipe and space must match the given ones (a name clash is bad input), and its
 budget holds (a second `tune` on a finished study runs no trial). `--resume` continues a run
 directory after Ctrl-C or a crash; trials already finished are never repeated, and since each
 trial's suggestion depends only on the study's history (samplers.StagedSampler) a graceful stop
@@ -266,7 +266,9 @@ def plan_lines(meta: Meta, *, storage: str, study: str, workers: int, timeout: f
     ]
     for k, s in enumerate(meta.stages, 1):
         how = f"{s.explore} quasi-random (qmc) then {cfg.sampler}" if s.explore else cfg.sampler
-        held = "; regularization off, the LR a nuisance (each model at a good LR)" if s.name == "capacity" else ""
+        held = "; regularization off" if s.name == "capacity" else ""
+        if s.name == "capacity" and "train.lr" in s.space:
+            held += ", the LR a nuisance (each model at a good LR)"
         keys = ", ".join(_range(key, spec) for key, spec in s.space.items())
         lines.append(f"  {k}. {s.name}: {s.trials} trials, {how}{held}: {keys}")
         if s.name == "lr" and {"train.lr", "train.batch_size"} & set(s.space):
