@@ -275,7 +275,7 @@ class Objective:
 
 
 def _twin(trial: optuna.Trial, params: dict[str, Any]) -> FrozenTrial | None:
-    """An earlier finished trial of this stage with exactly these parameters (not a requeued copy's original)."""
+    """An earlier trial of this stage that finished (complete or pruned) with exactly these parameters."""
     finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     return next((t for t in finished if t.number < trial.number and t.params == params), None)
 

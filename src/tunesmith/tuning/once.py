@@ -17,7 +17,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from tunesmith.tuning.samplers import stable
 
@@ -34,9 +34,9 @@ def run_once(storage: BaseStorage, study_name: str, compute: Callable[[], dict[s
         with stable():
             optuna.storages.fail_stale_trials(claims)  # a leader that died no longer holds the claim
         trials = claims.get_trials(deepcopy=False)
-        measured = next((t for t in trials if t.state == TrialState.COMPLETE), None)
-        if measured is not None:
-            return measured.user_attrs[RESULT]
+        result = _result(trials)
+        if result is not None:
+            return result
         if any(t.state == TrialState.RUNNING for t in trials):
             time.sleep(POLL)  # another worker is measuring
             continue
@@ -49,8 +49,13 @@ def done_once(storage: BaseStorage, study_name: str) -> dict[str, Any] | None:
         claims = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         return None
-    measured = claims.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return measured[0].user_attrs[RESULT] if measured else None
+    return _result(claims.get_trials(deepcopy=False))
+
+
+def _result(trials: list[FrozenTrial]) -> dict[str, Any] | None:
+    """The result the completed claim stored, or None while there is none."""
+    measured = next((t for t in trials if t.state == TrialState.COMPLETE), None)
+    return None if measured is None else measured.user_attrs[RESULT]
 
 
 def _lead(trial: optuna.Trial, compute: Callable[[], dict[str, Any]]) -> float:

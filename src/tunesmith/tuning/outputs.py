@@ -63,11 +63,6 @@ class Trials:
         ranked = self.feasible()
         return ranked[0] if ranked else None
 
-    def refit_plan(self) -> tuple[int, str] | None:
-        """(epochs, why) of the final refit: the best trial's, or longer if it was still improving."""
-        best = self.best()
-        return None if best is None else refit_epochs(best[2], maximize=self.meta.maximize)
-
     def best_recipe(self) -> Recipe | None:
         """The best trial's recipe with the refit's epochs: what the final model is trained with."""
         best = self.best()
@@ -98,7 +93,8 @@ def write_trials_csv(path: Path, trials: Trials) -> None:
 
 def tuning_json(trials: Trials) -> dict[str, Any]:
     meta = trials.meta
-    best, plan = trials.best(), trials.refit_plan()
+    best = trials.best()
+    plan = None if best is None else refit_epochs(best[2], maximize=meta.maximize)  # the final refit's epochs, why
     curves = {str(n): [v for _, v in sorted(t.intermediate_values.items())] for n, _, t in trials.feasible()[:CURVES]}
     return {
         "direction": "maximize" if meta.maximize else "minimize",
