@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tunesmith.comparison.execute import Job, available_cores, run_jobs
 from tunesmith.comparison.result import CompareResult, RunRecord
-from tunesmith.fitting import make_recipe
+from tunesmith.recipe import make_recipe
 
 
 def main() -> None:

@@ -38,7 +38,8 @@ from typing import Any
 import optuna
 import torch
 
-from tunesmith.fitting import fit, make_recipe
+from tunesmith.fitting import fit
+from tunesmith.recipe import make_recipe
 from tunesmith.tuning.outputs import collect
 from tunesmith.tuning.storage import open_storage
 from tunesmith.tuning.study import create_study

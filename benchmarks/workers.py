@@ -24,7 +24,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from tunesmith.fitting import make_recipe
+from tunesmith.recipe import make_recipe
 from tunesmith.tuning.storage import JOURNAL, open_storage
 from tunesmith.tuning.study import create_study, run_workers
 from tunesmith.tuning.worker import graceful_stop, stage_study

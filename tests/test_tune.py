@@ -21,7 +21,8 @@ import tunesmith.tuning.objective as objective_module
 import tunesmith.tuning.worker as worker_module
 from tunesmith.data import LoadedData
 from tunesmith.errors import BadInput
-from tunesmith.fitting import fit, make_recipe
+from tunesmith.fitting import fit
+from tunesmith.recipe import make_recipe
 from tunesmith.train.trainer import Trainer
 from tunesmith.tuning.storage import JOURNAL, open_storage
 from tunesmith.tuning.study import tune

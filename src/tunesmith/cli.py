@@ -57,8 +57,7 @@ def _user_errors() -> Iterator[None]:
 
 
 def _overrides(sets: list[str] | None, **flags: Any) -> dict[str, Any]:
-    from tunesmith.fitting import SHORTCUTS
-    from tunesmith.recipe import parse_set
+    from tunesmith.recipe import SHORTCUTS, parse_set
 
     dotted = {SHORTCUTS[k]: v for k, v in flags.items() if v is not None}
     dotted.update(parse_set(sets or []))
@@ -212,7 +211,7 @@ def lr_find(
 ) -> None:
     """LR range test (T31): suggest a learning rate with its evidence; write lr_find.json and lr_find.png."""
     with _user_errors():
-        from tunesmith.fitting import make_recipe
+        from tunesmith.recipe import make_recipe
         from tunesmith.run import default_run_dir
         from tunesmith.tuning.lr_find import lr_find_recipe
 

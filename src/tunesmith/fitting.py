@@ -24,9 +24,9 @@ from torch import nn
 
 from tunesmith.data import LoadedData, Prepared, load_data
 from tunesmith.data.augment import make_augment
-from tunesmith.errors import BadInput, closest
+from tunesmith.errors import BadInput
 from tunesmith.models import build_model, fresh_model
-from tunesmith.recipe import Recipe, load_recipe, resolve
+from tunesmith.recipe import Recipe, load_recipe, make_recipe, resolve
 from tunesmith.repro import environment, seed_everything
 from tunesmith.run import RunDir, default_run_dir, write_json
 from tunesmith.train.callbacks import Callback, Checkpoint, HistoryCSV, Progress, atomic_save
@@ -34,27 +34,9 @@ from tunesmith.train.losses import class_report, outputs_to_predictions
 from tunesmith.train.monitor import LayerMonitor
 from tunesmith.train.trainer import Trainer, resolve_device
 
-__all__ = ["SHORTCUTS", "FitResult", "fit", "make_recipe"]
+__all__ = ["FitResult", "fit"]
 
 log = logging.getLogger("tunesmith")
-
-# Python keyword arguments (and the CLI's common flags) that stand for a dotted recipe key.
-SHORTCUTS = {
-    "data": "data.source",
-    "target": "data.target",
-    "time": "data.time",
-    "group": "data.group",
-    "cv": "data.cv",
-    "task": "data.task",
-    "family": "model.family",
-    "epochs": "train.epochs",
-    "lr": "train.lr",
-    "batch_size": "train.batch_size",
-    "seed": "train.seed",
-    "device": "train.device",
-    "deterministic": "train.deterministic",
-    "name": "name",
-}
 
 
 @dataclass
@@ -65,25 +47,6 @@ class FitResult:
     recipe: Recipe  # the resolved recipe
     run_dir: Path
     prepared: Prepared | None = None  # the arrays the model was trained on (None when resumed complete)
-
-
-def make_recipe(
-    recipe: Recipe | str | Path | None = None, *, overrides: dict[str, Any] | None = None, **shortcuts: Any
-) -> Recipe:
-    """A Recipe from a file/Recipe, shortcut keywords (epochs=30) and dotted overrides, in that order."""
-    unknown = [k for k in shortcuts if k not in SHORTCUTS]
-    if unknown:
-        guess = closest(unknown[0], SHORTCUTS)
-        raise BadInput(
-            f"Unknown argument {unknown[0]!r}."
-            + (f" Did you mean {guess!r}?" if guess else "")
-            + f" Valid: {', '.join(SHORTCUTS)}; any recipe field goes in overrides={{'train.lr': 3e-4}}."
-        )
-    dotted = {SHORTCUTS[k]: v for k, v in shortcuts.items() if v is not None}
-    dotted.update(overrides or {})
-    if isinstance(recipe, Recipe):
-        return recipe.with_overrides(dotted)
-    return load_recipe(recipe, dotted)
 
 
 def fit(

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tunesmith.errors import BadInput, closest
 from tunesmith.tuning.space import TuneConfig
 
-__all__ = ["DataFacts", "Recipe", "load_recipe", "resolve", "resolve_data"]
+__all__ = ["SHORTCUTS", "DataFacts", "Recipe", "load_recipe", "make_recipe", "resolve", "resolve_data"]
 
 Task = Literal["auto", "classification", "regression", "reconstruction"]
 Kind = Literal["auto", "tabular", "sequence", "image"]
@@ -186,6 +186,44 @@ def load_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None
     for key, value in (overrides or {}).items():
         _set_dotted(tree, key, value)
     return build_recipe(tree, source=source)
+
+
+# Python keyword arguments (and the CLI's common flags) that stand for a dotted recipe key.
+SHORTCUTS = {
+    "data": "data.source",
+    "target": "data.target",
+    "time": "data.time",
+    "group": "data.group",
+    "cv": "data.cv",
+    "task": "data.task",
+    "family": "model.family",
+    "epochs": "train.epochs",
+    "lr": "train.lr",
+    "batch_size": "train.batch_size",
+    "seed": "train.seed",
+    "device": "train.device",
+    "deterministic": "train.deterministic",
+    "name": "name",
+}
+
+
+def make_recipe(
+    recipe: Recipe | str | Path | None = None, *, overrides: dict[str, Any] | None = None, **shortcuts: Any
+) -> Recipe:
+    """A Recipe from a file/Recipe, shortcut keywords (epochs=30) and dotted overrides, in that order."""
+    unknown = [k for k in shortcuts if k not in SHORTCUTS]
+    if unknown:
+        guess = closest(unknown[0], SHORTCUTS)
+        raise BadInput(
+            f"Unknown argument {unknown[0]!r}."
+            + (f" Did you mean {guess!r}?" if guess else "")
+            + f" Valid: {', '.join(SHORTCUTS)}; any recipe field goes in overrides={{'train.lr': 3e-4}}."
+        )
+    dotted = {SHORTCUTS[k]: v for k, v in shortcuts.items() if v is not None}
+    dotted.update(overrides or {})
+    if isinstance(recipe, Recipe):
+        return recipe.with_overrides(dotted)
+    return load_recipe(recipe, dotted)
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

@@ -19,8 +19,7 @@ import yaml
 
 from tunesmith.comparison.result import RunRecord
 from tunesmith.errors import BadInput
-from tunesmith.fitting import make_recipe
-from tunesmith.recipe import Recipe
+from tunesmith.recipe import Recipe, make_recipe
 from tunesmith.run import RunDir
 
 __all__ = ["PAIRING_KEYS", "Variant", "VariantSpec", "check_pairable", "load_runs", "make_variants", "parse_vary"]

@@ -170,9 +170,8 @@ def doctor_recipe(
 ) -> Diagnosis:
     """Diagnose the setup `tunesmith fit` would train: load -> prepare(fold 0) -> resolve -> build."""
     from tunesmith.data import load_data
-    from tunesmith.fitting import make_recipe
     from tunesmith.models import fresh_model
-    from tunesmith.recipe import resolve
+    from tunesmith.recipe import make_recipe, resolve
     from tunesmith.repro import seed_everything
 
     started = clock.perf_counter()

@@ -40,8 +40,7 @@ from optuna.storages import BaseStorage
 from torch import nn
 
 from tunesmith.errors import BadInput, TunesmithError, must_be
-from tunesmith.fitting import make_recipe
-from tunesmith.recipe import Recipe, load_recipe, resolve
+from tunesmith.recipe import Recipe, load_recipe, make_recipe, resolve
 from tunesmith.run import RunDir, default_run_dir, write_json
 from tunesmith.tuning.objective import DataCache, chance_loss, pick_metric
 from tunesmith.tuning.outputs import collect, refit, write_outputs
@@ -88,7 +87,7 @@ def tune(
     model: nn.Module | None = None,
     **shortcuts: Any,
 ) -> TuneResult:
-    """Tune a recipe (see tunesmith.fitting.SHORTCUTS for data=, epochs=, ...) and write a run directory.
+    """Tune a recipe (see tunesmith.recipe.SHORTCUTS for data=, epochs=, ...) and write a run directory.
 
     model: a user nn.Module to tune instead of a built-in family: its architecture (dropout layers
         included) is kept, every trial, precheck and refit fold trains a copy, and the trials run in
