@@ -19,7 +19,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tunesmith.tuning.samplers import stable
+from tunesmith.tuning.samplers import without_experimental_warnings
 
 __all__ = ["done_once", "run_once"]
 
@@ -31,7 +31,7 @@ def run_once(storage: BaseStorage, study_name: str, compute: Callable[[], dict[s
     """`compute()`'s result, computed by exactly one live worker of the study (maybe this one)."""
     claims = optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True)
     while True:
-        with stable():
+        with without_experimental_warnings():
             optuna.storages.fail_stale_trials(claims)  # a leader that died no longer holds the claim
         trials = claims.get_trials(deepcopy=False)
         result = _result(trials)

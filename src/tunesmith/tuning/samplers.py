@@ -120,7 +120,7 @@ def _qmc(*, seed: int, space: dict[str, ParamSpec], grid_points: int, startup: i
 
 
 @contextmanager
-def stable() -> Iterator[None]:
+def without_experimental_warnings() -> Iterator[None]:
     """Silence Optuna's ExperimentalWarning for features marked so since v2.8-3.0 (QMCSampler, heartbeat
     retries, fail_stale_trials): tunesmith pins optuna < 6 and tests them, so users would only get noise."""
     with warnings.catch_warnings():
@@ -130,7 +130,7 @@ def stable() -> Iterator[None]:
 
 def _sobol(seed: int, *, draw_seed: int) -> BaseSampler:
     """Scrambled Sobol points for the numeric ranges; categorical keys get seeded random draws."""
-    with stable():
+    with without_experimental_warnings():
         return optuna.samplers.QMCSampler(
             qmc_type="sobol",
             scramble=True,

@@ -34,7 +34,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from tunesmith.errors import BadInput
-from tunesmith.tuning.samplers import stable
+from tunesmith.tuning.samplers import without_experimental_warnings
 from tunesmith.tuning.space import TuneConfig
 
 __all__ = ["JOURNAL", "HeartbeatJournal", "open_storage", "redact"]
@@ -78,7 +78,7 @@ class HeartbeatJournal(JournalStorage, BaseHeartbeat):
 
 def open_storage(url: str | None, *, run_dir: Path | None, workers: int, cfg: TuneConfig) -> BaseStorage:
     """The study's storage: `url` (a .journal file, sqlite:///, postgresql://) or the run directory's journal."""
-    with stable():
+    with without_experimental_warnings():
         retry = RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retry)
     if url is None or url.endswith(".journal"):
         path = Path(url) if url is not None else Path(run_dir or ".") / JOURNAL
@@ -103,7 +103,7 @@ def open_storage(url: str | None, *, run_dir: Path | None, workers: int, cfg: Tu
     delay, attempt = 0.5, 1
     while True:
         try:
-            with stable():  # heartbeat_interval is marked experimental since Optuna 2.9
+            with without_experimental_warnings():  # heartbeat_interval is marked experimental since Optuna 2.9
                 return RDBStorage(
                     engine_url,
                     heartbeat_interval=cfg.heartbeat_interval,

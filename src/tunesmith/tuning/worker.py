@@ -44,7 +44,7 @@ from tunesmith.tuning.objective import DataCache, Objective, Surplus, budget_use
 from tunesmith.tuning.once import done_once, run_once
 from tunesmith.tuning.playbook import Criteria, Outcome, Stage, decide, incumbent, shrink_space
 from tunesmith.tuning.prechecks import describe, lr_prechecks, narrow, suggested_lr
-from tunesmith.tuning.samplers import StagedSampler, create_pruner, stable
+from tunesmith.tuning.samplers import StagedSampler, create_pruner, without_experimental_warnings
 from tunesmith.tuning.space import ParamSpec, TuneConfig
 
 __all__ = [
@@ -224,7 +224,7 @@ def run_worker(
         start = incumbent(space, baseline) if stage.name != "flat" else {}
         if start and not study.get_trials(deepcopy=False):  # the stage's first trial: its baseline
             study.enqueue_trial(start, skip_if_exists=True)
-        with stable():
+        with without_experimental_warnings():
             retry = RetryHeartbeatStaleTrialCallback(max_retry=meta.recipe.tune.max_retry)
         scored = any(o.best is not None for o in done)  # an earlier stage has a result already
         if not _drive(study, objective, stop=stop, retry=retry, deadline=stage_deadline, scored=scored):
@@ -274,7 +274,7 @@ def _drive(
     --timeout that the prechecks used up still leaves one result to refit).
     """
     while not stop.is_set():
-        with stable():
+        with without_experimental_warnings():
             optuna.storages.fail_stale_trials(study)  # heartbeats: a dead worker's trial is failed and requeued
         trials = study.get_trials(deepcopy=False)
         _requeue_interrupted(study, trials, retry)
