@@ -37,7 +37,7 @@ __all__ = [
     "register_pruner",
     "register_sampler",
     "rungs",
-    "stable",
+    "without_experimental_warnings",
 ]
 
 
