@@ -40,6 +40,7 @@ import torch
 
 from tunesmith.fitting import fit
 from tunesmith.recipe import make_recipe
+from tunesmith.runsetup import RunSetup
 from tunesmith.tuning.outputs import collect
 from tunesmith.tuning.storage import open_storage
 from tunesmith.tuning.study import create_study
@@ -60,7 +61,7 @@ def search(folder: Path, overrides: dict[str, Any], *, data: str) -> tuple[Finis
     recipe = make_recipe(data=data, overrides=overrides)
     started = time.time()
     store = open_storage(None, run_dir=folder, workers=1, cfg=recipe.tune)
-    meta = create_study(store, "bench", recipe)
+    meta = create_study(store, "bench", RunSetup.build(recipe))
     run_worker(store, "bench")
     ended = time.time()
     finished = sorted(

@@ -25,6 +25,7 @@ import optuna
 import torch
 
 from tunesmith.recipe import make_recipe
+from tunesmith.runsetup import RunSetup
 from tunesmith.tuning.storage import JOURNAL, open_storage
 from tunesmith.tuning.study import create_study, run_workers
 from tunesmith.tuning.worker import graceful_stop, stage_study
@@ -52,7 +53,7 @@ def search(folder: Path, *, workers: int, trials: int, epochs: int) -> tuple[flo
         },
     )
     store = open_storage(None, run_dir=folder, workers=workers, cfg=recipe.tune)
-    meta = create_study(store, "bench", recipe)
+    meta = create_study(store, "bench", RunSetup.build(recipe))
     started = time.time()
     with graceful_stop() as stop:
         run_workers(store, "bench", url=str(folder / JOURNAL), workers=workers, deadline=None, stop=stop)

@@ -23,6 +23,7 @@ from tunesmith.data import LoadedData
 from tunesmith.errors import BadInput
 from tunesmith.fitting import fit
 from tunesmith.recipe import make_recipe
+from tunesmith.runsetup import RunSetup
 from tunesmith.train.trainer import Trainer
 from tunesmith.tuning.storage import JOURNAL, open_storage
 from tunesmith.tuning.study import tune
@@ -44,13 +45,13 @@ def stage_trials(run_dir: Path, stage: str) -> list[optuna.trial.FrozenTrial]:
 
 
 def spy(monkeypatch: pytest.MonkeyPatch, module: Any, name: str, read: Callable[[Any], Any]) -> list[Any]:
-    """Wrap `module.name` (a function whose first argument is a recipe): each call appends read(recipe)."""
+    """Wrap `module.name` (a function whose first argument is a RunSetup): each call appends read(its recipe)."""
     seen: list[Any] = []
     real = getattr(module, name)
 
-    def wrapper(recipe: Any, *args: Any, **kwargs: Any) -> Any:
-        seen.append(read(recipe))
-        return real(recipe, *args, **kwargs)
+    def wrapper(setup: RunSetup, *args: Any, **kwargs: Any) -> Any:
+        seen.append(read(setup.recipe))
+        return real(setup, *args, **kwargs)
 
     monkeypatch.setattr(module, name, wrapper)
     return seen
@@ -337,7 +338,7 @@ def test_joining_a_study_with_another_model_object_is_refused(tmp_path: Path) ->
     journal = tmp_path / "shared.journal"
     overrides = {**FAST, **TINY, "tune.trials": 3}
     store = open_storage(str(journal), run_dir=None, workers=1, cfg=load_recipe_tune())
-    create_study(store, "s", make_recipe(data="iris", overrides=overrides))  # the recipe's model, no object
+    create_study(store, "s", RunSetup.build(make_recipe(data="iris", overrides=overrides)))  # no model object
     net = nn.Sequential(nn.Linear(4, 3))
     with pytest.raises(BadInput, match=r"created for the recipe's model.*Pass the same model="):
         tune(data="iris", overrides=overrides, storage=str(journal), study="s", out=tmp_path / "o", model=net)

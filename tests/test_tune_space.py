@@ -17,11 +17,11 @@ from tunesmith.tuning.playbook import (
     decide,
     incumbent,
     plan_stages,
+    narrow,
     refit_epochs,
-    shrink_space,
     stage_of,
+    suggested_lr,
 )
-from tunesmith.tuning.prechecks import narrow, suggested_lr
 from tunesmith.tuning.samplers import StagedSampler, create_pruner, create_sampler, rungs
 from tunesmith.tuning.space import ParamSpec, TuneConfig, ambiguous_kind, check_space, default_space
 
@@ -139,8 +139,10 @@ def test_capacity_winner_must_fit_and_shrinks_later() -> None:
     exact = decide(stage, space, trials, Criteria(maximize=True, fit_below=0.1, epochs=10))  # no SE: the best
     assert exact.params == {"model.width": 128, "model.depth": 3}
     reg = plan_stages({**space, "model.dropout": ParamSpec(type="float", low=0, high=0.5)}, TuneConfig(), trials=3)[-1]
-    shrunk = shrink_space(reg, out)
+    assert reg.name == "regularization"
+    shrunk = reg.kind.search_space(reg.space, [out], {})
     assert shrunk["model.width"].high == 64 and shrunk["model.depth"].high == 2  # T44: never larger
+    assert reg.kind.search_space(reg.space, [], {}) == reg.space  # no capacity winner: nothing to shrink below
 
 
 def test_boundary_and_divergence_checks() -> None:

@@ -22,17 +22,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tunesmith.data import LoadedData, Prepared, load_data
-from tunesmith.data.augment import make_augment
+from tunesmith.data import LoadedData, Prepared
 from tunesmith.errors import BadInput
-from tunesmith.models import build_model, fresh_model
-from tunesmith.recipe import Recipe, load_recipe, make_recipe, resolve
-from tunesmith.repro import environment, seed_everything
+from tunesmith.models import build_model
+from tunesmith.recipe import Recipe, load_recipe, make_recipe
+from tunesmith.repro import environment
 from tunesmith.run import RunDir, default_run_dir, write_json
+from tunesmith.runsetup import RunSetup
 from tunesmith.train.callbacks import Callback, Checkpoint, HistoryCSV, Progress, atomic_save
 from tunesmith.train.losses import class_report, outputs_to_predictions
 from tunesmith.train.monitor import LayerMonitor
-from tunesmith.train.trainer import Trainer, resolve_device
+from tunesmith.train.trainer import resolve_device
 
 __all__ = ["FitResult", "fit"]
 
@@ -79,10 +79,8 @@ def fit(
             run = RunDir(default_run_dir(_name(recipe)))
         run.check_new()
     started = time.perf_counter()
-    seed_everything(recipe.train.seed, deterministic=recipe.train.deterministic)
-    loaded = load_data(recipe.data, seed=recipe.train.seed)
-    first = loaded.prepare(0)
-    resolved = resolve(recipe, first.facts)
+    setup = RunSetup.build(recipe, user_model=model)
+    resolved, loaded = setup.recipe, setup.loaded
     device = resolve_device(resolved.train.device)
     created = not run.path.exists()
     run.path.mkdir(parents=True, exist_ok=True)
@@ -90,17 +88,7 @@ def fit(
         run.recipe.write_text(resolved.to_yaml())
         write_json(run.env, environment(device, resolved.train.threads))
         folds = [
-            _fit_fold(
-                k,
-                loaded,
-                first if k == 0 else loaded.prepare(k),
-                resolved,
-                run,
-                model=model,
-                callbacks=callbacks or [],
-                progress=progress,
-                resume=resume,
-            )
+            _fit_fold(setup.for_fold(k), run, callbacks=callbacks or [], progress=progress, resume=resume)
             for k in range(len(loaded.folds))
         ]
     except BadInput:
@@ -125,29 +113,17 @@ def fit(
 
 
 def _fit_fold(
-    k: int,
-    loaded: LoadedData,
-    prep: Prepared,
-    recipe: Recipe,
-    run: RunDir,
-    *,
-    model: nn.Module | None,
-    callbacks: list[Callback],
-    progress: bool,
-    resume: bool,
+    setup: RunSetup, run: RunDir, *, callbacks: list[Callback], progress: bool, resume: bool
 ) -> dict[str, Any]:
-    n_folds = len(loaded.folds)
+    k, prep, recipe = setup.fold, setup.prep, setup.recipe
+    n_folds = len(setup.loaded.folds)
     fold_dir = run.fold(k, n_folds)
     fold_dir.mkdir(exist_ok=True)
-    seed_everything(recipe.train.seed, deterministic=recipe.train.deterministic)  # every fold starts alike
-    net = fresh_model(recipe.model, prep.facts, model)
+    net = setup.new_model()  # seeded: every fold starts alike
     if resume and (fold_dir / "fold.json").is_file():  # a fold finished before the interruption
         net.load_state_dict(torch.load(fold_dir / "model.pt", map_location="cpu", weights_only=True))
         done = json.loads((fold_dir / "fold.json").read_text())
         return {**done, "model": net, "history": pd.read_csv(fold_dir / "history.csv"), "prepared": prep}
-    augment = make_augment(
-        recipe.data.augment, kind=prep.facts.kind, task=prep.facts.task, n_classes=len(prep.preprocessor.classes or [])
-    )
     checkpoint = fold_dir / "checkpoint.pt"
     hooks: list[Callback] = [
         HistoryCSV(fold_dir / "history.csv"),
@@ -159,16 +135,13 @@ def _fit_fold(
         hooks.append(Checkpoint(checkpoint))
     if progress:
         hooks.append(Progress(f"fold {k + 1}/{n_folds}" if n_folds > 1 else "fit"))
-    inverse = prep.preprocessor.inverse_y if prep.facts.task == "regression" else None
-    trainer = Trainer(
-        net, cfg=recipe.train, task=prep.facts.task, augment=augment, callbacks=hooks, target_inverse=inverse
-    )
+    trainer = setup.trainer(net, callbacks=hooks)
     state = _load_checkpoint(checkpoint) if resume and checkpoint.is_file() else None
     started = time.perf_counter()
-    trainer.fit((prep.x_train, prep.y_train), (prep.x_val, prep.y_val), resume=state)
+    trainer.fit(setup.train, setup.val, resume=state)
     result: dict[str, Any] = {
         "fold": k + 1,
-        "val": trainer.evaluate((prep.x_val, prep.y_val)),
+        "val": trainer.evaluate(setup.val),
         "epochs": len(trainer.history),
         "best_epoch": trainer.best_epoch,
         "seconds": time.perf_counter() - started,

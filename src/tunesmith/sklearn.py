@@ -25,16 +25,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from tunesmith.data import LoadedData, RawData
-from tunesmith.data.augment import make_augment
 from tunesmith.data.splits import dev_folds
 from tunesmith.errors import BadInput, must_be
-from tunesmith.models import fresh_model
 from tunesmith.prediction import forward
-from tunesmith.recipe import Recipe, resolve, resolve_data
-from tunesmith.repro import seed_everything
-from tunesmith.train.callbacks import Callback, Progress
+from tunesmith.recipe import Recipe, resolve_data
+from tunesmith.runsetup import RunSetup
+from tunesmith.train.callbacks import Progress
 from tunesmith.train.losses import outputs_to_predictions
-from tunesmith.train.trainer import Trainer
 
 __all__ = ["NeuralClassifier", "NeuralRegressor"]
 
@@ -109,25 +106,13 @@ class _NeuralEstimator(BaseEstimator, abc.ABC):
             seed=recipe.train.seed,
         )
         raw = RawData(name, pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])]), y, "tabular")
-        prep = LoadedData(raw, self._task, "tabular", split, folds, None, None, classes, cfg).prepare(0)
-        resolved = resolve(recipe, prep.facts)
-        seed_everything(resolved.train.seed, deterministic=resolved.train.deterministic)
-        model = fresh_model(resolved.model, prep.facts)
-        hooks: list[Callback] = []  # the Trainer adds EarlyStopping (T43) itself
-        if self.verbose:
-            hooks.append(Progress(name))
-        trainer = Trainer(
-            model,
-            cfg=resolved.train,
-            task=self._task,
-            augment=make_augment(resolved.data.augment, kind="tabular", task=self._task, n_classes=len(classes or [])),
-            callbacks=hooks,
-            target_inverse=prep.preprocessor.inverse_y if regression else None,
-        )
-        trainer.fit((prep.x_train, prep.y_train), (prep.x_val, prep.y_val))
+        loaded = LoadedData(raw, self._task, "tabular", split, folds, None, None, classes, cfg)
+        setup = RunSetup.build(recipe, loaded=loaded)
+        trainer = setup.trainer(setup.new_model(), callbacks=[Progress(name)] if self.verbose else [])
+        trainer.fit(setup.train, setup.val)
         self.model_ = trainer.model.double().eval()  # float64 predictions do not depend on the batch size
-        self.preprocessor_ = prep.preprocessor
-        self.recipe_ = resolved
+        self.preprocessor_ = setup.prep.preprocessor
+        self.recipe_ = setup.recipe
         self.history_ = trainer.history_frame()
         return self
 

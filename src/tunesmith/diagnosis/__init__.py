@@ -169,43 +169,36 @@ def doctor_recipe(
     checks: Sequence[str] | None = None,
 ) -> Diagnosis:
     """Diagnose the setup `tunesmith fit` would train: load -> prepare(fold 0) -> resolve -> build."""
-    from tunesmith.data import load_data
-    from tunesmith.models import fresh_model
-    from tunesmith.recipe import make_recipe, resolve
-    from tunesmith.repro import seed_everything
+    from tunesmith.recipe import make_recipe
+    from tunesmith.runsetup import RunSetup
 
     started = clock.perf_counter()
     recipe = make_recipe(recipe, overrides=overrides)
-    seed = recipe.train.seed
     with _preserved_global_state():
-        seed_everything(seed)
-        loaded = load_data(recipe.data, seed=seed)
-        prep = loaded.prepare(0)
-        resolved = resolve(recipe, prep.facts)
-        facts = prep.facts
-        model = fresh_model(resolved.model, facts)
-        fold, raw = loaded.folds[0], loaded.raw
+        setup = RunSetup.build(recipe)
+        prep, cfg = setup.prep, setup.recipe.train
+        fold, raw = setup.loaded.folds[0], setup.loaded.raw
         has_val = len(prep.x_val) > 0
 
         def per_split(values: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
             return None if values is None or not has_val else (values[fold.train], values[fold.val])
 
         ctx = build_context(
-            model,
-            train=(prep.x_train, prep.y_train),
-            val=(prep.x_val, prep.y_val) if has_val else None,
-            task=facts.task,
+            setup.new_model(),
+            train=setup.train,
+            val=setup.val if has_val else None,
+            task=setup.facts.task,
             time=per_split(raw.time),
             groups=per_split(raw.groups),
-            seed=seed,
+            seed=cfg.seed,
             steps=steps,
-            device=resolved.train.device,
-            cfg=resolved.train,
+            device=cfg.device,
+            cfg=cfg,
             feature_names=_feature_names(prep.preprocessor.state),
             notes={
                 "imputed": prep.preprocessor.state.get("filled", 0),
                 "impute": recipe.data.impute,
-                "duplicates_dropped": loaded.notes.get("duplicates_dropped", 0),
+                "duplicates_dropped": setup.loaded.notes.get("duplicates_dropped", 0),
             },
         )
         return _diagnose(ctx, checks, started)

@@ -28,7 +28,7 @@ from tunesmith.errors import BadInput
 from tunesmith.repro import seed_everything
 from tunesmith.train.losses import outputs_to_predictions
 from tunesmith.train.optim import Schedule
-from tunesmith.tuning.lr_find import probe_trainer, train_step
+from tunesmith.train.trainer import probe_trainer
 
 __all__ = ["CannotOverfitBatch", "LrSchedule", "LrTooHigh", "LrTooLow", "Nondeterminism"]
 
@@ -91,7 +91,7 @@ class CannotOverfitBatch(Check):
         history = [score]
         while score < self._target(ctx) and step < BATCH_STEPS:
             for _ in range(BATCH_EVERY):
-                train_step(trainer, x, y)
+                trainer.train_step(x, y)
             step += BATCH_EVERY
             score = self._score(ctx, net, x, y)
             history.append(score)

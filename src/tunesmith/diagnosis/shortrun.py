@@ -27,11 +27,10 @@ import torch
 from torch import nn
 
 from tunesmith.repro import seed_everything
-from tunesmith.tuning.lr_find import forever, probe_trainer, train_step
+from tunesmith.train.trainer import Trainer, forever, probe_trainer
 
 if TYPE_CHECKING:
     from tunesmith.diagnosis.context import Context
-    from tunesmith.train.trainer import Trainer
 
 __all__ = ["EVALS", "GRAD_RECORDS", "RunRecord", "short_run"]
 
@@ -112,7 +111,7 @@ def short_run(
         sink: list[list[torch.Tensor]] | None = [[] for _ in layers] if step % every == 0 else None
         handles = _grad_hooks(params, sink) if sink is not None else []
         try:
-            loss = float(train_step(trainer, xb, yb))  # host sync per step: the divergence stop reads it
+            loss = float(trainer.train_step(xb, yb))  # host sync per step: the divergence stop reads it
         finally:
             for handle in handles:
                 handle.remove()

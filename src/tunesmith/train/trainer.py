@@ -28,7 +28,7 @@ from tunesmith.train.callbacks import EVENTS, Callback, EarlyStopping, overrides
 from tunesmith.train.losses import LossFn, default_loss, outputs_to_predictions, task_metrics
 from tunesmith.train.optim import Schedule, make_optimizer, max_norm_, weight_penalty
 
-__all__ = ["DataArg", "Trainer", "resolve_device"]
+__all__ = ["DataArg", "Trainer", "forever", "probe_trainer", "resolve_device"]
 
 Augment = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 DataArg = tuple[Any, Any] | Dataset | DataLoader  # (x, y) arrays/tensors, a Dataset or a DataLoader
@@ -94,6 +94,9 @@ class Trainer:
     target_inverse: maps scaled regression outputs back to target units for metrics (T05).
     """
 
+    optimizer: torch.optim.Optimizer  # set by start()
+    schedule: Schedule
+
     def __init__(
         self,
         model: nn.Module,
@@ -119,8 +122,7 @@ class Trainer:
         self.best_epoch: int | None = None
         self.accumulate = _accumulation(cfg)
         self._weights: list[torch.Tensor] = [p for p in model.parameters() if p.ndim >= 2 and p.requires_grad]
-        self.optimizer: torch.optim.Optimizer | None = None
-        self.schedule: Schedule | None = None
+        self._pending = 0  # mini-batches backpropagated since the last optimizer step (T33)
 
     # ---- data ----------------------------------------------------------------------------------
     def batches(self, data: DataArg, *, train: bool) -> Batches:
@@ -160,8 +162,7 @@ class Trainer:
         n_batches = len(train_batches)
         if n_batches == 0:
             raise BadInput("The training data yield no batches (an empty DataLoader?).")
-        self.optimizer = make_optimizer(self.model, cfg)
-        self.schedule = Schedule(self.optimizer, cfg, math.ceil(n_batches / self.accumulate))
+        self.start(n_batches)
         if resume is not None:
             self.load_state_dict(resume)
         events = {e: [cb for cb in self.callbacks if overrides(cb, e)] for e in EVENTS}
@@ -181,7 +182,6 @@ class Trainer:
         return self.history
 
     def _epoch(self, epoch: int, batches: Any, n_batches: int, val: DataArg | None, events: dict) -> None:
-        assert self.optimizer is not None and self.schedule is not None
         started = time.perf_counter()
         for cb in events["epoch_start"]:
             cb.on_epoch_start(self, epoch)
@@ -189,14 +189,8 @@ class Trainer:
         self.model.train()
         total = torch.zeros((), device=self.device)  # summed on the device: no host sync per step
         for step, (xb, yb) in enumerate(batches):
-            xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
-            if self.augment is not None:
-                xb, yb = self.augment(xb, yb, self.generator)
-            loss = self._loss(self.model(xb), yb)
-            (loss / self.accumulate if self.accumulate > 1 else loss).backward()
-            if (step + 1) % self.accumulate == 0 or step + 1 == n_batches:
-                self._step()
-            total += loss.detach()
+            loss = self.train_step(xb, yb, last=step + 1 == n_batches)
+            total += loss
             for cb in events["batch_end"]:
                 cb.on_batch_end(self, step, loss)
         train_loss = (total / n_batches).item()  # host sync, once per epoch
@@ -218,6 +212,34 @@ class Trainer:
         for cb in events["epoch_end"]:
             cb.on_epoch_end(self, row)
 
+    # ---- the step: fit's epoch loop drives it, and so can anyone (the LR range test, the doctor) ----
+    def start(self, steps_per_epoch: int, *, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Set up to train: the optimizer (the recipe's, or `optimizer` over this model's parameters)
+        and the LR schedule over cfg.epochs epochs of `steps_per_epoch` mini-batches. `fit` calls it;
+        call it yourself before driving `train_step` outside `fit` (put the model in train mode too)."""
+        self.optimizer = optimizer if optimizer is not None else make_optimizer(self.model, self.cfg)
+        self.schedule = Schedule(self.optimizer, self.cfg, math.ceil(steps_per_epoch / self.accumulate))
+        self._pending = 0
+
+    def train_step(self, xb: torch.Tensor, yb: torch.Tensor, *, last: bool = False) -> torch.Tensor:
+        """One mini-batch exactly as `fit` trains it; returns its (detached) loss, left on the device.
+
+        To the device, augment (T15), forward, the loss with the model's aux loss and the L1/L2
+        penalty (T41), backward (scaled by the accumulation, T33); every `accumulate` mini-batches,
+        or at the `last` one of an epoch: clip (T34), optimizer step, max-norm (T42), zero_grad,
+        schedule step (T32).
+        """
+        xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+        if self.augment is not None:
+            xb, yb = self.augment(xb, yb, self.generator)
+        loss = self._loss(self.model(xb), yb)
+        (loss / self.accumulate if self.accumulate > 1 else loss).backward()
+        self._pending += 1
+        if self._pending == self.accumulate or last:
+            self._update()
+            self._pending = 0
+        return loss.detach()
+
     def _loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         loss = self.loss_fn(output, target)
         aux = getattr(self.model, "aux_loss", None)  # e.g. the autoencoder's L1 on its code (T20)
@@ -226,8 +248,7 @@ class Trainer:
         penalty = weight_penalty(self._weights, self.cfg.l1, self.cfg.l2)  # T41
         return loss if penalty is None else loss + penalty
 
-    def _step(self) -> None:
-        assert self.optimizer is not None and self.schedule is not None
+    def _update(self) -> None:
         params = self.model.parameters()
         if self.cfg.clip_value is not None:  # T34
             torch.nn.utils.clip_grad_value_(params, self.cfg.clip_value)
@@ -271,7 +292,6 @@ class Trainer:
     # ---- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: loadable with torch.load(weights_only=True)."""
-        assert self.optimizer is not None and self.schedule is not None
         rng: dict[str, Any] = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -286,7 +306,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        assert self.optimizer is not None and self.schedule is not None
+        """Continue from a `state_dict()`: call after `start` (fit does, given `resume`)."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
@@ -297,6 +317,36 @@ class Trainer:
         self.generator.set_state(state["rng"]["generator"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+
+def probe_trainer(
+    model: nn.Module,
+    cfg: TrainConfig,
+    *,
+    task: str,
+    loss_fn: nn.Module | LossFn | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> Trainer:
+    """A started Trainer over `model` (pass a copy) for probes that drive `train_step` themselves.
+
+    The LR range test, the batch-size finder and the doctor's short runs measure the loss surface of
+    the real rows: one optimizer step per `train_step` (no accumulation), no augmentation, and a
+    constant schedule, so whoever drives the steps sets the LR. Its optimizer is `optimizer` (over
+    `model`'s parameters) or the recipe's.
+    """
+    probe = cfg.model_copy(update={"schedule": "constant", "warmup_epochs": 0.0, "effective_batch_size": None})
+    trainer = Trainer(model, cfg=probe, task=task, loss_fn=loss_fn)
+    trainer.start(1, optimizer=optimizer)
+    trainer.model.train()
+    return trainer
+
+
+def forever(batches: Batches) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Cycle through the batches (a fresh shuffle every pass) for as many steps as asked."""
+    if len(batches) == 0:
+        raise BadInput("The training data yield no batches (an empty DataLoader?).")
+    while True:
+        yield from batches
 
 
 def _as_tensor(a: Any, device: torch.device) -> torch.Tensor:

@@ -40,8 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 from tunesmith.errors import BadInput, must_be
 from tunesmith.recipe import TrainConfig
 from tunesmith.repro import torch_threads
-from tunesmith.train.trainer import DataArg, Trainer, resolve_device
-from tunesmith.tuning.lr_find import forever, probe_trainer, train_step
+from tunesmith.train.trainer import DataArg, Trainer, forever, probe_trainer, resolve_device
 
 __all__ = ["BatchSizeResult", "find_batch_size"]
 
@@ -149,20 +148,20 @@ def _trial(trainer: Trainer, data: Any, size: int, meter: _Meter) -> dict[str, A
     meter.reset()
     try:
         batches = forever(trainer.batches(data, train=True))
-        train_step(trainer, *next(batches))  # warm-up: lazy optimizer state, allocator caches
+        trainer.train_step(*next(batches))  # warm-up: lazy optimizer state, allocator caches
         meter.sync()
         rates: list[float] = []  # examples/second of each step: their median shrugs off a stall on a busy machine
         started = time.perf_counter()
         while len(rates) < MIN_STEPS or time.perf_counter() - started < MIN_SECONDS:
             xb, yb = next(batches)
             begun = time.perf_counter()
-            train_step(trainer, xb, yb)
+            trainer.train_step(xb, yb)
             meter.sync()  # CUDA: the step's kernels finish before the clock is read
             rates.append(len(xb) / (time.perf_counter() - begun))
     except Exception as exc:
         if not _is_oom(exc):
             raise
-        trainer.optimizer.zero_grad(set_to_none=True)  # type: ignore[union-attr]
+        trainer.optimizer.zero_grad(set_to_none=True)
         meter.release()
         return None
     return {"batch_size": size, "examples_per_s": statistics.median(rates), "peak_bytes": meter.peak()}
@@ -174,14 +173,14 @@ def _verify(trainer: Trainer, data: Any, size: int, reason: str) -> tuple[int, s
         trainer.cfg = trainer.cfg.model_copy(update={"batch_size": size})
         try:
             xb, yb = next(forever(trainer.batches(data, train=True)))
-            train_step(trainer, xb, yb)
+            trainer.train_step(xb, yb)
             trainer.evaluate((xb, yb))
             trainer.model.train()
             return size, f"{reason}; verified with a train, optimizer and eval step at {size}"
         except Exception as exc:
             if not _is_oom(exc) or size == 1:
                 raise
-            trainer.optimizer.zero_grad(set_to_none=True)  # type: ignore[union-attr]
+            trainer.optimizer.zero_grad(set_to_none=True)
             reason = f"{reason}; batch {size} ran out of memory in its verification step"
             size //= 2
 
@@ -200,7 +199,7 @@ class _Meter:
         self.budget = budget or psutil.virtual_memory().available
         self.high = self.base
         trainer.model.register_forward_hook(lambda *_: self._sample())  # activations alive
-        trainer.optimizer.register_step_pre_hook(lambda *_: self._sample())  # type: ignore[union-attr]  # gradients
+        trainer.optimizer.register_step_pre_hook(lambda *_: self._sample())  # gradients
 
     def _sample(self) -> None:
         self.high = max(self.high, self.process.memory_info().rss)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,26 +33,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from tunesmith.data import load_data
 from tunesmith.errors import BadInput, must_be
-from tunesmith.models import fresh_model
-from tunesmith.recipe import Recipe, TrainConfig, resolve
-from tunesmith.repro import seed_everything, torch_threads
+from tunesmith.recipe import Recipe, TrainConfig
+from tunesmith.repro import torch_threads
 from tunesmith.run import write_json
+from tunesmith.runsetup import RunSetup
 from tunesmith.train.losses import LossFn
-from tunesmith.train.optim import Schedule, make_optimizer
-from tunesmith.train.trainer import DataArg, Trainer, resolve_device
+from tunesmith.train.trainer import DataArg, forever, probe_trainer, resolve_device
 
 __all__ = [
     "RULES",
     "LRFindResult",
     "decide",
-    "forever",
     "lr_find",
     "lr_find_recipe",
-    "probe_trainer",
     "suggest",
-    "train_step",
 ]
 
 RULES = ("valley", "minimum", "steepest", "slide")  # valley first: the default rule
@@ -184,57 +179,14 @@ def lr_find(
 
 
 def lr_find_recipe(recipe: Recipe, *, seeds: Sequence[int] | None = None, steps: int = 100) -> LRFindResult:
-    """The range test for a recipe's model, built the way `fit` builds it (load, prepare, resolve, build)."""
-    seed_everything(recipe.train.seed, deterministic=recipe.train.deterministic)
-    prep = load_data(recipe.data, seed=recipe.train.seed).prepare(0)
-    resolved = resolve(recipe, prep.facts)
-    facts = prep.facts
-    model = fresh_model(resolved.model, facts)
-    train = (prep.x_train, prep.y_train)
-    return lr_find(
-        model, train, task=facts.task, cfg=resolved.train, steps=steps, seed=resolved.train.seed, seeds=seeds
-    )
+    """The range test for a recipe's model, on the run setup `fit` trains (load, prepare, resolve, build)."""
+    setup = RunSetup.build(recipe)
+    cfg = setup.recipe.train
+    model, task = setup.new_model(), setup.facts.task
+    return lr_find(model, setup.train, task=task, cfg=cfg, steps=steps, seed=cfg.seed, seeds=seeds)
 
 
 # ---- the sweep --------------------------------------------------------------------------------
-
-
-def probe_trainer(
-    model: nn.Module,
-    cfg: TrainConfig,
-    *,
-    task: str,
-    loss_fn: nn.Module | LossFn | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-) -> Trainer:
-    """A Trainer over `model` (pass a copy) ready for `train_step` outside `fit`.
-
-    Its optimizer is `optimizer` or the recipe's; its schedule is constant, so whoever drives the
-    steps sets the LR.
-    """
-    trainer = Trainer(model, cfg=cfg, task=task, loss_fn=loss_fn)
-    trainer.optimizer = optimizer if optimizer is not None else make_optimizer(trainer.model, cfg)
-    constant = cfg.model_copy(update={"schedule": "constant", "warmup_epochs": 0.0})
-    trainer.schedule = Schedule(trainer.optimizer, constant, 1)
-    trainer.model.train()
-    return trainer
-
-
-def train_step(trainer: Trainer, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-    """One real training step: the loss with its penalties, backward, clip, step, max-norm, zero_grad."""
-    xb, yb = xb.to(trainer.device, non_blocking=True), yb.to(trainer.device, non_blocking=True)
-    loss = trainer._loss(trainer.model(xb), yb)
-    loss.backward()
-    trainer._step()
-    return loss.detach()
-
-
-def forever(batches: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Cycle through the batches (a fresh shuffle every pass) for as many steps as asked."""
-    if len(batches) == 0:
-        raise BadInput("The training data yield no batches (an empty DataLoader?).")
-    while True:
-        yield from batches
 
 
 def _sweep(
@@ -257,7 +209,7 @@ def _sweep(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch_threads(cfg.threads):
         torch.manual_seed(cfg.seed)
         trainer = probe_trainer(net, cfg, task=task, loss_fn=loss_fn, optimizer=opt)
-        groups = trainer.optimizer.param_groups  # type: ignore[union-attr]
+        groups = trainer.optimizer.param_groups
         base = groups[0]["lr"] or 1.0
         ratios = [g["lr"] / base for g in groups]  # discriminative LRs keep their proportions
         batches = forever(trainer.batches(train, train=True))
@@ -266,7 +218,7 @@ def _sweep(
         for step, lr in enumerate(lrs):
             for group, ratio in zip(groups, ratios, strict=True):
                 group["lr"] = float(lr) * ratio
-            loss = float(train_step(trainer, *next(batches)))  # host sync per step: the stop rule reads it
+            loss = float(trainer.train_step(*next(batches)))  # host sync per step: the stop rule reads it
             if not math.isfinite(loss):
                 break
             avg = smooth * avg + (1 - smooth) * loss

@@ -25,21 +25,17 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from torch import nn
 
-from tunesmith.data import Prepared, load_data
-from tunesmith.data.augment import make_augment
+from tunesmith.data import Prepared
 from tunesmith.errors import BadInput, TrainingDiverged
-from tunesmith.models import fresh_model
-from tunesmith.recipe import Recipe, resolve
-from tunesmith.repro import seed_everything
+from tunesmith.recipe import Recipe
+from tunesmith.runsetup import RunSetup, SetupCache
 from tunesmith.train.callbacks import Callback
 from tunesmith.train.losses import metric_direction
 from tunesmith.train.trainer import Trainer
 from tunesmith.tuning.space import ParamSpec
 
 __all__ = [
-    "DataCache",
     "Objective",
     "ReportEpochs",
     "Surplus",
@@ -77,20 +73,6 @@ def chance_loss(prep: Prepared) -> float:
     return float(np.var(y.reshape(len(y), -1), axis=0).mean())
 
 
-class DataCache:
-    """Loaded, split and preprocessed data per data configuration (trials that only change model/train share it)."""
-
-    def __init__(self) -> None:
-        self._prepared: dict[str, Prepared] = {}
-
-    def get(self, recipe: Recipe) -> Prepared:
-        key = recipe.data.model_dump_json(exclude={"augment"}) + f"|{recipe.train.seed}"
-        if key not in self._prepared:
-            loaded = load_data(recipe.data, seed=recipe.train.seed)
-            self._prepared[key] = loaded.prepare(0)  # fold 0 = the train/val holdout
-        return self._prepared[key]
-
-
 class ReportEpochs(Callback):
     """Reports the validation metric of every epoch to Optuna; raises TrialPruned when the pruner says so.
 
@@ -124,33 +106,13 @@ class TrialRun:
 
 
 def train_trial(
-    recipe: Recipe,
-    prep: Prepared,
-    *,
-    metric: str,
-    maximize: bool,
-    callbacks: list[Callback] | None = None,
-    model: nn.Module | None = None,
+    setup: RunSetup, *, metric: str, maximize: bool, callbacks: list[Callback] | None = None
 ) -> TrialRun:
-    """Train one recipe (on a copy of `model` when given) on prep's train split, validate each epoch,
-    return the best epoch's score."""
-    resolved = resolve(recipe, prep.facts)
-    facts = prep.facts
-    seed_everything(resolved.train.seed, deterministic=resolved.train.deterministic)
-    net = fresh_model(resolved.model, facts, model)
+    """Train one setup's recipe on its train split, validate each epoch, return the best epoch's score."""
+    net = setup.new_model()
     n_params = sum(p.numel() for p in net.parameters())
-    augment = make_augment(
-        resolved.data.augment, kind=facts.kind, task=facts.task, n_classes=len(prep.preprocessor.classes or [])
-    )
-    trainer = Trainer(
-        net,
-        cfg=resolved.train,
-        task=facts.task,
-        augment=augment,
-        callbacks=callbacks or [],  # the Trainer adds EarlyStopping (T43) itself
-        target_inverse=prep.preprocessor.inverse_y if facts.task == "regression" else None,
-    )
-    trainer.fit((prep.x_train, prep.y_train), (prep.x_val, prep.y_val))
+    trainer = setup.trainer(net, callbacks=callbacks or [])
+    trainer.fit(setup.train, setup.val)
     curve = [row[f"val_{metric}"] for row in trainer.history]
     best = int(np.argmax(curve) if maximize else np.argmin(curve))
     return TrialRun(trainer.history, curve[best], best + 1, n_params, curve)
@@ -172,16 +134,14 @@ class Objective:
         fixed: dict[str, Any],
         stage: str,
         budget: int,
-        data: DataCache,
+        setups: SetupCache,
         metric: str,
         maximize: bool,
         deadline: float | None = None,
-        model: nn.Module | None = None,
     ) -> None:
         self.base, self.carried, self.space, self.fixed = base, carried, space, fixed
-        self.model = model  # a user's live module: each trial trains a copy
         self.stage, self.budget, self.deadline = stage, budget, deadline
-        self.data, self.metric, self.maximize = data, metric, maximize
+        self.setups, self.metric, self.maximize = setups, metric, maximize
         self.taken_away: int | None = None  # a trial of ours that another worker failed as stale (heartbeats)
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -208,11 +168,8 @@ class Objective:
         reporter = ReportEpochs(trial, f"val_{self.metric}", deadline=self.deadline, min_epochs=max(1, epochs // 4))
         started = time.perf_counter()
         try:
-            recipe = self.base.with_overrides(overrides)
-            prep = self.data.get(recipe)
-            run = train_trial(
-                recipe, prep, metric=self.metric, maximize=self.maximize, callbacks=[reporter], model=self.model
-            )
+            setup = self.setups.get(self.base.with_overrides(overrides))
+            run = train_trial(setup, metric=self.metric, maximize=self.maximize, callbacks=[reporter])
         except optuna.TrialPruned:
             self._record(trial, reporter.rows, started)
             raise

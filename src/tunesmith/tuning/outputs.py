@@ -27,11 +27,11 @@ from typing import Any
 
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
-from torch import nn
 
 from tunesmith.fitting import FitResult, fit
 from tunesmith.recipe import Recipe
 from tunesmith.run import write_json
+from tunesmith.runsetup import SetupCache
 from tunesmith.tuning.once import done_once
 from tunesmith.tuning.playbook import Outcome, rank_key, refit_epochs
 from tunesmith.tuning.worker import Meta, prechecks_study, stage_outcomes, stage_study
@@ -127,11 +127,12 @@ def _stage_json(trials: Trials, outcome: Outcome) -> dict[str, Any]:
     }
 
 
-def refit(recipe: Recipe, run_dir: Path, *, folds: int, progress: bool, model: nn.Module | None = None) -> FitResult:
-    """T53's last steps: k-fold refit of the best recipe (on copies of a user's `model`), then the one
-    evaluation on the test split."""
+def refit(recipe: Recipe, run_dir: Path, *, folds: int, progress: bool, setups: SetupCache) -> FitResult:
+    """T53's last steps: k-fold refit of the best recipe (on copies of the user's model `setups` hold),
+    then the one evaluation on the test split."""
     final = run_dir / "final"
-    result = fit(recipe.with_overrides({"data.cv": folds}), out=final, progress=progress, report=False, model=model)
+    refit_recipe = recipe.with_overrides({"data.cv": folds})
+    result = fit(refit_recipe, out=final, progress=progress, report=False, model=setups.user_model)
     for entry in sorted(final.iterdir()):  # the run directory holds the final model, as a fit's does
         if entry.name != "metrics.json":
             entry.rename(run_dir / entry.name)

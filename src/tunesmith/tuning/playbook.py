@@ -33,27 +33,37 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from optuna.trial import FrozenTrial, TrialState
 
 from tunesmith.errors import BadInput
+from tunesmith.tuning.evidence import LrEvidence
 from tunesmith.tuning.space import ParamSpec, TuneConfig, space_to_json
 
 __all__ = [
     "LONGER",
     "REGULARIZATION_OFF",
+    "STAGED",
+    "STAGES",
+    "Capacity",
     "Criteria",
+    "Flat",
+    "LearningRate",
     "Outcome",
+    "Regularization",
     "Stage",
+    "StageKind",
     "curve_shape",
     "decide",
     "incumbent",
+    "narrow",
     "plan_stages",
     "rank_key",
     "refit_epochs",
     "shrink_space",
     "stage_of",
+    "suggested_lr",
 ]
 
 LR_KEYS = {
@@ -108,12 +118,17 @@ def stage_of(key: str) -> str:
 
 @dataclass(frozen=True)
 class Stage:
-    name: str  # capacity | lr | regularization | flat
+    name: str  # a key of STAGES: capacity | lr | regularization | flat
     space: dict[str, ParamSpec]
     trials: int  # this stage's share of the study's budget
     share: float  # its share of the search time under --timeout
     explore: int  # trials sampled quasi-randomly before the exploit sampler
     fixed: dict[str, Any] = field(default_factory=dict)  # overrides held during this stage only
+
+    @property
+    def kind(self) -> StageKind:
+        """What this stage does with its keys (STAGES[name])."""
+        return STAGES[self.name]
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "space": space_to_json(self.space)}
@@ -130,9 +145,8 @@ def plan_stages(space: dict[str, ParamSpec], cfg: TuneConfig, *, trials: int) ->
     if cfg.strategy == "flat":
         n = _cap(trials, space, cfg)
         return [Stage("flat", space, n, 1.0, _explore(n, cfg), fixed)]
-    names = ("capacity", "lr", "regularization")
-    parts = {name: {k: v for k, v in space.items() if stage_of(k) == name} for name in names}
-    present = [(n, s) for n, s in zip(names, cfg.shares, strict=True) if parts[n]]
+    parts = {kind.name: kind.plan_space(space) for kind in STAGED}
+    present = [(kind.name, share) for kind, share in zip(STAGED, cfg.shares, strict=True) if parts[kind.name]]
     if trials < len(present):
         raise BadInput(
             f"--trials {trials} is fewer than the {len(present)} stages of the staged playbook "
@@ -146,11 +160,8 @@ def plan_stages(space: dict[str, ParamSpec], cfg: TuneConfig, *, trials: int) ->
     stages = []
     for (name, share), n in zip(present, counts, strict=True):
         part = parts[name]
-        if name == "capacity":
-            part = {**part, **{key: space[key] for key in NUISANCE if key in space}}
         n = _cap(n, part, cfg)
-        held = {**REGULARIZATION_OFF, **fixed} if name == "capacity" else dict(fixed)
-        stages.append(Stage(name, part, n, share / total, _explore(n, cfg), held))
+        stages.append(Stage(name, part, n, share / total, _explore(n, cfg), {**STAGES[name].held, **fixed}))
     return stages
 
 
@@ -173,10 +184,10 @@ def incumbent(space: dict[str, ParamSpec], current: dict[str, Any]) -> dict[str,
     return {key: current[key] for key, spec in space.items() if key in current and spec.admits(current[key])}
 
 
-def shrink_space(stage: Stage, capacity: Outcome | None) -> dict[str, ParamSpec]:
+def shrink_space(space: dict[str, ParamSpec], capacity: Outcome | None) -> dict[str, ParamSpec]:
     """T44: the regularization stage may try smaller widths/depths than the capacity winner, never larger."""
-    space = dict(stage.space)
-    if stage.name != "regularization" or capacity is None:
+    space = dict(space)
+    if capacity is None:
         return space
     for key in SHRINKABLE:
         spec, chosen = capacity.space.get(key), capacity.params.get(key)
@@ -188,6 +199,35 @@ def shrink_space(stage: Stage, capacity: Outcome | None) -> dict[str, ParamSpec]
                 space[key] = ParamSpec(type="categorical", choices=smaller)
         elif spec.low is not None and spec.low < chosen:
             space[key] = ParamSpec(type=spec.type, low=spec.low, high=chosen, log=spec.log)
+    return space
+
+
+def suggested_lr(space: dict[str, ParamSpec], evidence: LrEvidence) -> dict[str, float]:
+    """T31: the lr stage's first trial takes the range test's suggestion when its rules agree (and the
+    space admits it); {} otherwise, so the recipe's lr stays the baseline."""
+    found, lr = evidence.get("lr_find"), space.get("train.lr")
+    if lr is None or found is None or not found["agree"] or not lr.admits(found["suggestion"]):
+        return {}
+    return {"train.lr": found["suggestion"]}
+
+
+def narrow(space: dict[str, ParamSpec], evidence: LrEvidence) -> dict[str, ParamSpec]:
+    """The lr stage's space after the range test and the batch-size finder (unchanged keys stay as declared)."""
+    space = dict(space)
+    lr, found = space.get("train.lr"), evidence.get("lr_find")
+    if lr is not None and lr.type == "float" and found is not None and found["agree"]:
+        assert lr.low is not None and lr.high is not None
+        low, high = max(lr.low, found["suggestion"] / 10), min(lr.high, found["suggestion"] * 10)
+        if low < high:
+            space["train.lr"] = ParamSpec(type="float", low=low, high=high, log=True)
+    batch, sized = space.get("train.batch_size"), evidence.get("batch_size")
+    cap = sized["batch_size"] if sized is not None else None
+    if batch is not None and cap is not None:
+        if batch.type == "categorical":
+            kept = [b for b in batch.choices or [] if b <= cap] or [min(batch.choices or [cap])]
+            space["train.batch_size"] = ParamSpec(type="categorical", choices=kept)
+        elif batch.low is not None and batch.high is not None:
+            space["train.batch_size"] = ParamSpec(type="int", low=batch.low, high=max(batch.low, min(batch.high, cap)))
     return space
 
 
@@ -239,11 +279,7 @@ def decide(
     evidence = checks(space, trials, ranked, maximize=judge.maximize, epochs=judge.epochs, label=label)
     if not ranked:
         return Outcome(stage.name, space, None, {}, _none_finished(stage, evidence), evidence)
-    best = ranked[0]
-    if stage.name == "capacity":
-        best, lead = _capacity_winner(ranked, judge, evidence, label)
-    else:
-        lead = f"best validation score {best.value:.4g} among {len(ranked)} finished trials"
+    best, lead = stage.kind.pick(ranked, judge, evidence, label)
     params = {k: best.params[k] for k in space if k in best.params}
     chosen = ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
     decision = f"{stage.name}: {chosen} ({lead})" + "".join(f"; {w}" for w in evidence["warnings"])
@@ -320,7 +356,7 @@ def checks(
     verdicts = [c["verdict"] for c in evidence["curves"]]
     if verdicts and verdicts.count("improving") * 2 > len(verdicts):
         warnings.append("the best curves are still improving at the last epoch: raise tune.epochs (train longer)")
-    if verdicts and verdicts.count("rising") * 2 > len(verdicts):
+    if verdicts and verdicts.count("worsening") * 2 > len(verdicts):
         warnings.append("the best curves get worse after an early peak: regularize before anything else")
     return evidence
 
@@ -352,7 +388,8 @@ def refit_epochs(trial: FrozenTrial, *, maximize: bool) -> tuple[int, str]:
 
 
 def curve_shape(trial: FrozenTrial, *, maximize: bool, epochs: int) -> dict[str, Any]:
-    """improving: the peak is in the last tenth of a full-length run; rising: it ends DROP below an early peak."""
+    """improving: the peak is in the last tenth of a full-length run; worsening: it ends DROP below an early
+    peak (in the metric's own direction: a falling accuracy, a rising loss)."""
     steps = sorted(trial.intermediate_values)
     values = [trial.intermediate_values[s] for s in steps]
     if not values:
@@ -364,8 +401,117 @@ def curve_shape(trial: FrozenTrial, *, maximize: bool, epochs: int) -> dict[str,
     if len(values) >= epochs and peak >= len(values) - max(1, epochs // 10):
         verdict = "improving"
     elif worse > DROP and peak < 0.7 * len(values):
-        verdict = "rising"
+        verdict = "worsening"
     return {"best_epoch": steps[peak], "epochs": len(values), "verdict": verdict}
+
+
+# ---- the stages ---------------------------------------------------------------------------------
+
+
+class StageKind:
+    """What makes one stage itself, behind one narrow interface (as Optuna's samplers are): the keys
+    it searches, what it holds fixed, what it makes of what is known (earlier winners, the prechecks),
+    how it picks its winner and how the plan describes it. A new stage is a subclass in STAGES."""
+
+    name: ClassVar[str]
+    held: ClassVar[dict[str, Any]] = {}  # overrides held during this stage only
+    from_incumbent: ClassVar[bool] = True  # its first trial is the current values of its keys
+
+    def plan_space(self, space: dict[str, ParamSpec]) -> dict[str, ParamSpec]:
+        """The keys of the study's space this stage searches."""
+        return {key: spec for key, spec in space.items() if stage_of(key) == self.name}
+
+    def measures(self, space: dict[str, ParamSpec]) -> bool:
+        """Whether the LR range test and batch-size finder run at this stage's start."""
+        return False
+
+    def search_space(
+        self, space: dict[str, ParamSpec], done: list[Outcome], evidence: LrEvidence
+    ) -> dict[str, ParamSpec]:
+        """The space its trials sample, given the earlier stages' outcomes and the prechecks' evidence."""
+        return dict(space)
+
+    def baseline(self, space: dict[str, ParamSpec], evidence: LrEvidence) -> dict[str, Any]:
+        """Values its first trial takes over the current ones."""
+        return {}
+
+    def pick(
+        self, ranked: list[FrozenTrial], judge: Criteria, evidence: dict[str, Any], label: Callable[[FrozenTrial], int]
+    ) -> tuple[FrozenTrial, str]:
+        """(the winner among the finished trials, best first; why it won)."""
+        best = ranked[0]
+        return best, f"best validation score {best.value:.4g} among {len(ranked)} finished trials"
+
+    def describe(self, stage: Stage) -> tuple[str, list[str]]:
+        """For the plan: (a note after the stage's line, lines under it)."""
+        return "", []
+
+
+class Capacity(StageKind):
+    """T40, T22: can the model fit? Regularization off, the LR a nuisance; the smallest model that fits wins."""
+
+    name = "capacity"
+    held = REGULARIZATION_OFF
+
+    def plan_space(self, space: dict[str, ParamSpec]) -> dict[str, ParamSpec]:
+        own = super().plan_space(space)
+        return {**own, **{key: space[key] for key in NUISANCE if key in space}} if own else own
+
+    def pick(
+        self, ranked: list[FrozenTrial], judge: Criteria, evidence: dict[str, Any], label: Callable[[FrozenTrial], int]
+    ) -> tuple[FrozenTrial, str]:
+        return _capacity_winner(ranked, judge, evidence, label)
+
+    def describe(self, stage: Stage) -> tuple[str, list[str]]:
+        nuisance = ", the LR a nuisance (each model at a good LR)" if "train.lr" in stage.space else ""
+        return f"; regularization off{nuisance}", []
+
+
+class LearningRate(StageKind):
+    """T31, T33: the LR and batch size, narrowed by the prechecks run on the capacity winner."""
+
+    name = "lr"
+
+    def measures(self, space: dict[str, ParamSpec]) -> bool:
+        return bool({"train.lr", "train.batch_size"} & set(space))
+
+    def search_space(
+        self, space: dict[str, ParamSpec], done: list[Outcome], evidence: LrEvidence
+    ) -> dict[str, ParamSpec]:
+        return narrow(space, evidence)
+
+    def baseline(self, space: dict[str, ParamSpec], evidence: LrEvidence) -> dict[str, Any]:
+        return suggested_lr(space, evidence)
+
+    def describe(self, stage: Stage) -> tuple[str, list[str]]:
+        if not self.measures(stage.space):
+            return "", []
+        return "", ["(narrowed at its start: LR range test and batch-size finder on the capacity winner)"]
+
+
+class Regularization(StageKind):
+    """T15, T41-T44: dropout, weight decay, max-norm, augmentation, patience; the model may shrink."""
+
+    name = "regularization"
+
+    def search_space(
+        self, space: dict[str, ParamSpec], done: list[Outcome], evidence: LrEvidence
+    ) -> dict[str, ParamSpec]:
+        return shrink_space(space, next((o for o in done if o.name == Capacity.name), None))
+
+    def describe(self, stage: Stage) -> tuple[str, list[str]]:
+        return "", ["(width/depth may also shrink below the capacity winner, T44)"]
+
+
+class Flat(StageKind):
+    """--strategy flat: the whole space in one stage, sampled from its first trial."""
+
+    name = "flat"
+    from_incumbent = False
+
+
+STAGED: tuple[StageKind, ...] = (Capacity(), LearningRate(), Regularization())  # in order; tune.shares follows it
+STAGES: dict[str, StageKind] = {kind.name: kind for kind in (*STAGED, Flat())}
 
 
 def _fmt(value: Any) -> str:

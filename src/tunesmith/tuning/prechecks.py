@@ -18,40 +18,29 @@ the one final evaluation.
 
 from __future__ import annotations
 
-from typing import Any
-
-from torch import nn
-
-from tunesmith.data import Prepared
 from tunesmith.errors import TrainingDiverged
-from tunesmith.models import fresh_model
-from tunesmith.recipe import Recipe, resolve
-from tunesmith.repro import seed_everything
+from tunesmith.runsetup import RunSetup
 from tunesmith.train.callbacks import Callback
 from tunesmith.train.trainer import Trainer
 from tunesmith.tuning.batch_size import find_batch_size
+from tunesmith.tuning.evidence import LrEvidence, OverfitEvidence
 from tunesmith.tuning.lr_find import lr_find
 from tunesmith.tuning.playbook import REGULARIZATION_OFF
 from tunesmith.tuning.space import ParamSpec
 
-__all__ = ["describe", "lr_prechecks", "narrow", "overfit_one_batch", "suggested_lr"]
+__all__ = ["describe", "lr_prechecks", "overfit_one_batch"]
 
 BATCH_ROWS = 64  # the one batch the model must memorize
 STEPS = 100  # optimizer steps on it (Adam memorizes 64 rows in far fewer)
 
 
-def overfit_one_batch(
-    recipe: Recipe, prep: Prepared, *, below: float, model: nn.Module | None = None
-) -> dict[str, Any]:
+def overfit_one_batch(setup: RunSetup, *, below: float) -> OverfitEvidence:
     """T40: can the starting model memorize one batch? (loss before/after, and whether it got below `below`)."""
-    rows = min(BATCH_ROWS, len(prep.x_train))
+    rows = min(BATCH_ROWS, len(setup.prep.x_train))
     held = {**REGULARIZATION_OFF, "train.epochs": STEPS, "train.batch_size": rows, "train.schedule": "constant"}
-    resolved = resolve(recipe.with_overrides(held), prep.facts)
-    facts = prep.facts
-    seed_everything(resolved.train.seed)
-    net = fresh_model(resolved.model, facts, model)
-    trainer = Trainer(net, cfg=resolved.train, task=facts.task, callbacks=[_StopBelow(below)])
-    batch = (prep.x_train[:rows], prep.y_train[:rows])
+    probe = setup.with_overrides(held)
+    trainer = probe.trainer(probe.new_model(), callbacks=[_StopBelow(below)], augment=False)
+    batch = (setup.prep.x_train[:rows], setup.prep.y_train[:rows])
     try:
         trainer.fit(batch)  # one step per epoch: the batch is the whole training set here
     except TrainingDiverged as exc:
@@ -78,21 +67,12 @@ class _StopBelow(Callback):
             trainer.should_stop = True
 
 
-def lr_prechecks(
-    recipe: Recipe, prep: Prepared, *, space: dict[str, ParamSpec], model: nn.Module | None = None
-) -> dict[str, Any]:
-    """The LR range test and the batch-size finder on `recipe`'s model (a user's module, else the
+def lr_prechecks(setup: RunSetup, *, space: dict[str, ParamSpec]) -> LrEvidence:
+    """The LR range test and the batch-size finder on `setup`'s model (a user's module, else the
     recipe's), as JSON-ready evidence for tuning.json; `space` bounds the batch sizes measured."""
-    resolved = resolve(recipe, prep.facts)
-    facts = prep.facts
-    train = (prep.x_train, prep.y_train)
-
-    def starting() -> Any:
-        seed_everything(resolved.train.seed)
-        return fresh_model(resolved.model, facts, model)
-
-    found = lr_find(starting(), train, task=facts.task, cfg=resolved.train, seed=resolved.train.seed)
-    out: dict[str, Any] = {
+    cfg, task = setup.recipe.train, setup.facts.task
+    found = lr_find(setup.new_model(), setup.train, task=task, cfg=cfg, seed=cfg.seed)
+    out: LrEvidence = {
         "lr_find": {
             "suggestion": found.suggestion,
             "agree": found.agree,
@@ -103,13 +83,12 @@ def lr_prechecks(
     batch = space.get("train.batch_size")
     sizes = [int(b) for b in batch.grid(2)] if batch is not None else []  # the largest size the space offers
     cap = max(sizes, default=None)
-    device = resolved.train.device
-    sized = find_batch_size(starting(), train, task=facts.task, cfg=resolved.train, device=device, max_batch=cap)
+    sized = find_batch_size(setup.new_model(), setup.train, task=task, cfg=cfg, device=cfg.device, max_batch=cap)
     out["batch_size"] = {"batch_size": sized.batch_size, "reason": sized.reason}
     return out
 
 
-def describe(evidence: dict[str, Any]) -> list[str]:
+def describe(evidence: LrEvidence) -> list[str]:
     """The lr prechecks in a line each, for the log."""
     lines = []
     found, sized = evidence.get("lr_find"), evidence.get("batch_size")
@@ -120,31 +99,3 @@ def describe(evidence: dict[str, Any]) -> list[str]:
     if sized is not None:
         lines.append(f"batch-size finder: up to {sized['batch_size']} ({sized['reason']})")
     return lines
-
-
-def suggested_lr(space: dict[str, ParamSpec], evidence: dict[str, Any]) -> dict[str, float]:
-    """T31: the lr stage's first trial takes the range test's suggestion when its rules agree (and the
-    space admits it); {} otherwise, so the recipe's lr stays the baseline."""
-    found, lr = evidence.get("lr_find", {}), space.get("train.lr")
-    if lr is None or not found.get("agree") or not lr.admits(found["suggestion"]):
-        return {}
-    return {"train.lr": found["suggestion"]}
-
-
-def narrow(space: dict[str, ParamSpec], evidence: dict[str, Any]) -> dict[str, ParamSpec]:
-    """The lr stage's space after the range test and the batch-size finder (unchanged keys stay as declared)."""
-    space = dict(space)
-    lr, found = space.get("train.lr"), evidence.get("lr_find", {})
-    if lr is not None and lr.type == "float" and found.get("agree"):
-        assert lr.low is not None and lr.high is not None
-        low, high = max(lr.low, found["suggestion"] / 10), min(lr.high, found["suggestion"] * 10)
-        if low < high:
-            space["train.lr"] = ParamSpec(type="float", low=low, high=high, log=True)
-    batch, cap = space.get("train.batch_size"), evidence.get("batch_size", {}).get("batch_size")
-    if batch is not None and cap is not None:
-        if batch.type == "categorical":
-            kept = [b for b in batch.choices or [] if b <= cap] or [min(batch.choices or [cap])]
-            space["train.batch_size"] = ParamSpec(type="categorical", choices=kept)
-        elif batch.low is not None and batch.high is not None:
-            space["train.batch_size"] = ParamSpec(type="int", low=batch.low, high=max(batch.low, min(batch.high, cap)))
-    return space

@@ -40,9 +40,10 @@ from optuna.storages import BaseStorage
 from torch import nn
 
 from tunesmith.errors import BadInput, TunesmithError, must_be
-from tunesmith.recipe import Recipe, load_recipe, make_recipe, resolve
+from tunesmith.recipe import Recipe, load_recipe, make_recipe
 from tunesmith.run import RunDir, default_run_dir, write_json
-from tunesmith.tuning.objective import DataCache, chance_loss, pick_metric
+from tunesmith.runsetup import RunSetup, SetupCache
+from tunesmith.tuning.objective import chance_loss, pick_metric
 from tunesmith.tuning.outputs import collect, refit, write_outputs
 from tunesmith.tuning.playbook import LONGER, Criteria, plan_stages
 from tunesmith.tuning.prechecks import overfit_one_batch
@@ -125,7 +126,8 @@ def tune(
     run.path.mkdir(parents=True, exist_ok=True)
     try:
         store = open_storage(storage, run_dir=run.path, workers=workers, cfg=cfg)
-        meta = _join_or_create(store, name, candidate, resume=resume, model=model)
+        setups = SetupCache(model)  # every trial, precheck and refit fold trains a copy of `model`
+        meta = _join_or_create(store, name, candidate, resume=resume, setups=setups)
     except BadInput:
         if created:
             shutil.rmtree(run.path, ignore_errors=True)
@@ -137,7 +139,7 @@ def tune(
         log.info(line)
     with graceful_stop() as stop:
         url = storage or str(run.path / JOURNAL)
-        done = run_workers(store, name, url=url, workers=workers, deadline=deadline, stop=stop, model=model)
+        done = run_workers(store, name, url=url, workers=workers, deadline=deadline, stop=stop, setups=setups)
     trials_ = collect(store, name, meta)
     tuning = write_outputs(run.path, trials_)
     table = pd.read_csv(run.path / "trials.csv")
@@ -152,7 +154,7 @@ def tune(
     folds = meta.recipe.tune.refit_folds
     log.info("refit: the best recipe, %d-fold cross-validation on train+val, then the test split", folds)
     log.info("  %d epochs: %s", best.train.epochs, tuning["refit"]["reason"])
-    result = refit(best, run.path, folds=folds, progress=progress, model=model)
+    result = refit(best, run.path, folds=folds, progress=progress, setups=setups)
     best_row = trials_.best()
     summary = {"study": name, "trials": len(trials_.rows), "best_trial": best_row[0] if best_row else None}
     metrics = {**result.metrics, "seconds": round(time.time() - started, 3), "tuning": summary}
@@ -164,13 +166,13 @@ def tune(
 
 
 def _join_or_create(
-    store: BaseStorage, name: str, candidate: Recipe | None, *, resume: bool, model: nn.Module | None
+    store: BaseStorage, name: str, candidate: Recipe | None, *, resume: bool, setups: SetupCache
 ) -> Meta:
     meta = load_meta(store, name)
     if meta is not None:
         if candidate is not None:
             _check_same(meta, candidate, name)
-        given = type(model).__qualname__ if model is not None else None
+        given = _model_class(setups.user_model)
         if given != meta.user_model:
             made = f"a model object ({meta.user_model})" if meta.user_model else "the recipe's model"
             raise BadInput(
@@ -182,26 +184,30 @@ def _join_or_create(
         raise BadInput(f"There is no study {name!r} to resume in this storage. Pass the --study it was started with.")
     if candidate is None:
         raise BadInput("Nothing to tune: pass --data (or a recipe) to say which data to tune on.")
-    return create_study(store, name, candidate, model=model)
+    return create_study(store, name, setups.get(candidate))
 
 
-def create_study(store: BaseStorage, name: str, recipe: Recipe, *, model: nn.Module | None = None) -> Meta:
-    """A new study `name` for `recipe` (and a user's `model`): its meta computed and stored for every worker."""
-    meta = create_meta(recipe, model=model)
+def _model_class(model: nn.Module | None) -> str | None:
+    """What a study records of a user's live module: its class (a worker must hold the same one)."""
+    return type(model).__qualname__ if model is not None else None
+
+
+def create_study(store: BaseStorage, name: str, setup: RunSetup) -> Meta:
+    """A new study `name` for `setup`'s recipe (and user model): its meta computed and stored for every worker."""
+    meta = create_meta(setup)
     main = optuna.create_study(storage=store, study_name=name)  # holds no trials: the stages are NAME.STAGE
     main.set_user_attr(META, meta.to_json())
     return meta
 
 
-def create_meta(recipe: Recipe, *, model: nn.Module | None = None) -> Meta:
+def create_meta(setup: RunSetup) -> Meta:
     """Everything a worker needs, computed once: space, metric, prechecks and the stages (see module doc)."""
+    recipe, prep, user = setup.given, setup.prep, setup.user_model is not None  # x_test is transformed, never read
     cfg = recipe.tune
-    prep = DataCache().get(recipe)  # x_test is transformed here, never read
-    resolved = resolve(recipe, prep.facts)
-    ambiguous = model is None and ambiguous_kind(recipe, prep.facts)  # a user's module settles the family
+    ambiguous = not user and ambiguous_kind(recipe, prep.facts)  # a user's module settles the family
     space = cfg.space
     if space is None:
-        space = default_space(resolved, prep.facts, ambiguous=ambiguous, user_model=model is not None)
+        space = default_space(setup.recipe, prep.facts, ambiguous=ambiguous, user_model=user)
     check_space(space)
     create_sampler(cfg.sampler, seed=0, space=space)  # an unknown sampler/pruner name fails before any work
     create_pruner(cfg.pruner, epochs=cfg.epochs)
@@ -216,9 +222,9 @@ def create_meta(recipe: Recipe, *, model: nn.Module | None = None) -> Meta:
     evidence: dict[str, Any] = {}
     if cfg.strategy == "staged":  # the LR range test and batch-size finder wait for the capacity winner
         log.info("precheck: overfit one batch (T40)")
-        evidence["overfit_batch"] = overfit_one_batch(recipe, prep, below=judge.fit_below, model=model)
-    user = type(model).__qualname__ if model is not None else None
-    return Meta(recipe, space_to_json(space), stages, metric, judge, evidence, user_model=user)
+        evidence["overfit_batch"] = overfit_one_batch(setup, below=judge.fit_below)
+    user_class = _model_class(setup.user_model)
+    return Meta(recipe, space_to_json(space), stages, metric, judge, evidence, user_model=user_class)
 
 
 def _check_same(meta: Meta, candidate: Recipe, name: str) -> None:
@@ -265,15 +271,10 @@ def plan_lines(meta: Meta, *, storage: str, study: str, workers: int, timeout: f
     ]
     for k, s in enumerate(meta.stages, 1):
         how = f"{s.explore} quasi-random (qmc) then {cfg.sampler}" if s.explore else cfg.sampler
-        held = "; regularization off" if s.name == "capacity" else ""
-        if s.name == "capacity" and "train.lr" in s.space:
-            held += ", the LR a nuisance (each model at a good LR)"
+        note, notes = s.kind.describe(s)
         keys = ", ".join(_range(key, spec) for key, spec in s.space.items())
-        lines.append(f"  {k}. {s.name}: {s.trials} trials, {how}{held}: {keys}")
-        if s.name == "lr" and {"train.lr", "train.batch_size"} & set(s.space):
-            lines.append("     (narrowed at its start: LR range test and batch-size finder on the capacity winner)")
-        if s.name == "regularization":
-            lines.append("     (width/depth may also shrink below the capacity winner, T44)")
+        lines.append(f"  {k}. {s.name}: {s.trials} trials, {how}{note}: {keys}")
+        lines += [f"     {line}" for line in notes]
     lines.append(
         f"  {len(meta.stages) + 1}. refit the best recipe: {cfg.refit_folds}-fold CV on train+val, mean ± std "
         f"({LONGER}x the epochs if it was still improving at its last)"
@@ -300,12 +301,12 @@ def run_workers(
     workers: int,
     deadline: float | None,
     stop: threading.Event,
-    model: nn.Module | None = None,
+    setups: SetupCache | None = None,
 ) -> bool:
-    """One worker in this process (on `store`, with the user's `model`), or `workers` spawned processes
-    (on `url`), one thread each."""
+    """One worker in this process (on `store`, with `setups`, which hold the user's model), or `workers`
+    spawned processes (on `url`), one thread each."""
     if workers == 1:
-        return run_worker(store, name, deadline=deadline, stop=stop, model=model)
+        return run_worker(store, name, deadline=deadline, stop=stop, setups=setups)
     level = log.getEffectiveLevel()
     context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools and locks
     procs = [context.Process(target=_child, args=(url, name, deadline, workers, level)) for _ in range(workers)]

@@ -30,20 +30,21 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import optuna
 import yaml
 from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
-from torch import nn
 
 from tunesmith.errors import BadInput
-from tunesmith.recipe import Recipe, build_recipe, flatten, resolve
-from tunesmith.tuning.objective import DataCache, Objective, Surplus, budget_used
+from tunesmith.recipe import Recipe, build_recipe, flatten
+from tunesmith.runsetup import SetupCache
+from tunesmith.tuning.evidence import LrEvidence
+from tunesmith.tuning.objective import Objective, Surplus, budget_used
 from tunesmith.tuning.once import done_once, run_once
-from tunesmith.tuning.playbook import Criteria, Outcome, Stage, decide, incumbent, shrink_space
-from tunesmith.tuning.prechecks import describe, lr_prechecks, narrow, suggested_lr
+from tunesmith.tuning.playbook import Criteria, Outcome, Stage, decide, incumbent
+from tunesmith.tuning.prechecks import describe, lr_prechecks
 from tunesmith.tuning.samplers import StagedSampler, create_pruner, without_experimental_warnings
 from tunesmith.tuning.space import ParamSpec, TuneConfig
 
@@ -149,7 +150,7 @@ def stage_outcomes(
     label: (stage, trial) -> the number the evidence shows (default: the stage study's own numbering).
     """
     outcomes: list[Outcome] = []
-    evidence = done_once(storage, prechecks_study(name)) or {}  # the lr prechecks, once measured
+    evidence = cast(LrEvidence, done_once(storage, prechecks_study(name)) or {})  # the lr prechecks, once measured
     for stage in meta.stages[:upto]:
         study = stage_study(storage, name, stage, meta)
         space = stage_space(stage, outcomes, evidence)
@@ -158,11 +159,11 @@ def stage_outcomes(
     return outcomes
 
 
-def stage_space(stage: Stage, done: list[Outcome], evidence: dict[str, Any]) -> dict[str, ParamSpec]:
-    """The space a stage's trials sample: the regularization stage's sizes shrunk below the capacity
-    winner (T44), the lr stage narrowed by its prechecks' `evidence` (T31, T33)."""
-    space = shrink_space(stage, next((o for o in done if o.name == "capacity"), None))
-    return narrow(space, evidence) if stage.name == "lr" else space
+def stage_space(stage: Stage, done: list[Outcome], evidence: LrEvidence) -> dict[str, ParamSpec]:
+    """The space a stage's trials sample, given the earlier stages' outcomes and the prechecks' `evidence`
+    (e.g. the regularization stage's sizes shrunk below the capacity winner, T44; the lr stage narrowed
+    by its prechecks, T31, T33)."""
+    return stage.kind.search_space(stage.space, done, evidence)
 
 
 def prechecks_study(name: str) -> str:
@@ -176,16 +177,18 @@ def run_worker(
     *,
     deadline: float | None = None,
     stop: threading.Event | None = None,
-    model: nn.Module | None = None,
+    setups: SetupCache | None = None,
 ) -> bool:
     """Run trials until every stage of study `name` is done (True) or a stop was asked for (False).
 
-    model: the live nn.Module of a study created with one (each trial trains a copy).
+    setups: the tuning process's cache, holding the live nn.Module of a study created with one (each
+    trial trains a copy); a new cache by default.
     """
     meta = load_meta(storage, name)
     if meta is None:
         raise BadInput(f"There is no study {name!r} in this storage. Start one with `tunesmith tune --study {name}`.")
-    if meta.user_model is not None and model is None:
+    setups = setups if setups is not None else SetupCache()
+    if meta.user_model is not None and setups.user_model is None:
         raise BadInput(
             f"The study {name!r} tunes a Python model object ({meta.user_model}), which lives in the process that "
             "created the study: only that process can run its trials. To tune with several workers, name the "
@@ -193,16 +196,15 @@ def run_worker(
         )
     stop = stop or threading.Event()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # tunesmith logs one line per trial itself
-    data = DataCache()
-    prep = data.get(meta.recipe)  # read the data now: a missing file is bad input before any trial starts
-    current = flatten(resolve(meta.recipe, prep.facts).model_dump(mode="json"))  # the recipe's values, resolved
+    setup = setups.get(meta.recipe)  # read the data now: a missing file is bad input before any trial starts
+    current = flatten(setup.recipe.model_dump(mode="json"))  # the recipe's values, resolved
     started, passed = time.time(), 0.0
     for k, stage in enumerate(meta.stages):
         passed += stage.share
         stage_deadline = None if deadline is None else started + (deadline - started) * passed
         done = stage_outcomes(storage, name, meta, upto=k)  # the earlier stages' winners, fixed from here on
         carried = {key: value for o in done for key, value in o.params.items()}
-        evidence = _lr_prechecks(storage, name, meta, stage, carried, data=data, model=model)
+        evidence = _lr_prechecks(storage, name, meta, stage, carried, setups=setups)
         space = stage_space(stage, done, evidence)
         objective = Objective(
             base=meta.recipe,
@@ -211,17 +213,16 @@ def run_worker(
             fixed=stage.fixed,
             stage=stage.name,
             budget=stage.trials,
-            data=data,
+            setups=setups,
             metric=meta.metric,
             maximize=meta.maximize,
             deadline=stage_deadline,
-            model=model,
         )
         keys = ", ".join(space)
         log.info("stage %d/%d %s: %d trials over %s", k + 1, len(meta.stages), stage.name, stage.trials, keys)
         study = stage_study(storage, name, stage, meta)
-        baseline = {**current, **carried, **suggested_lr(space, evidence)}
-        start = incumbent(space, baseline) if stage.name != "flat" else {}
+        baseline = {**current, **carried, **stage.kind.baseline(space, evidence)}
+        start = incumbent(space, baseline) if stage.kind.from_incumbent else {}
         if start and not study.get_trials(deepcopy=False):  # the stage's first trial: its baseline
             study.enqueue_trial(start, skip_if_exists=True)
         with without_experimental_warnings():
@@ -240,20 +241,19 @@ def _lr_prechecks(
     stage: Stage,
     carried: dict[str, Any],
     *,
-    data: DataCache,
-    model: nn.Module | None,
-) -> dict[str, Any]:
+    setups: SetupCache,
+) -> LrEvidence:
     """The lr stage's LR range test and batch-size finder on the capacity winner, measured by one worker
     for all ({} for other stages, or an lr stage that searches neither the LR nor the batch size)."""
-    if stage.name != "lr" or not {"train.lr", "train.batch_size"} & set(stage.space):
+    if not stage.kind.measures(stage.space):
         return {}
     recipe = meta.recipe.with_overrides({**carried, **stage.fixed})  # what the lr stage's trials train
 
     def measure() -> dict[str, Any]:
         log.info("  prechecks on the model this stage trains: LR range test (T31), batch-size finder (T33)")
-        return lr_prechecks(recipe, data.get(recipe), space=stage.space, model=model)
+        return dict(lr_prechecks(setups.get(recipe), space=stage.space))
 
-    evidence = run_once(storage, prechecks_study(name), measure)
+    evidence = cast(LrEvidence, run_once(storage, prechecks_study(name), measure))  # JSON from the study
     for line in describe(evidence):
         log.info("  %s", line)
     return evidence
