@@ -11,10 +11,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import tunesmith.tuning.batch_size as batch_size_module
+import tunesmith.train.batch_size as batch_size_module
 from tunesmith.errors import BadInput
 from tunesmith.recipe import TrainConfig
-from tunesmith.tuning.batch_size import find_batch_size
+from tunesmith.train.batch_size import find_batch_size
 
 CFG = TrainConfig.model_validate({"batch_size": 32, "lr": 1e-3, "optimizer": "adamw"})
 MiB = 2**20

@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from tests.conftest import run_cli
 from tunesmith.errors import BadInput
 from tunesmith.recipe import TrainConfig
+from tunesmith.train.lr_find import RULES, decide, lr_find, suggest
 from tunesmith.train.trainer import Trainer
-from tunesmith.tuning.lr_find import RULES, decide, lr_find, suggest
 
 CFG = TrainConfig.model_validate(
     {"batch_size": 32, "lr": 1e-3, "optimizer": "adamw", "schedule": "constant", "epochs": 2, "checkpoint": False}

@@ -18,7 +18,8 @@ _API = {
     "FitResult": "tunesmith.fitting",
     "predict": "tunesmith.prediction",
     "compare": "tunesmith.comparison",  # not tunesmith.compare: a submodule would shadow the function
-    "lr_find": "tunesmith.tuning.lr_find",
+    "lr_find": "tunesmith.train.lr_find",
+    "find_batch_size": "tunesmith.train.batch_size",
     "tune": "tunesmith.tuning.study",
     "doctor": "tunesmith.diagnosis",  # not tunesmith.doctor: a subpackage would shadow the function
     "load_data": "tunesmith.data",

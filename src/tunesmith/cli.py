@@ -213,11 +213,20 @@ def lr_find(
     with _user_errors():
         from tunesmith.recipe import make_recipe
         from tunesmith.run import default_run_dir
-        from tunesmith.tuning.lr_find import lr_find_recipe
+        from tunesmith.runsetup import RunSetup
+        from tunesmith.train.lr_find import lr_find as range_test
 
         chosen = make_recipe(recipe, overrides=_overrides(set_, data=data, target=target, time=time, group=group))
-        first = chosen.train.seed
-        result = lr_find_recipe(chosen, seeds=range(first, first + seeds), steps=steps)
+        setup = RunSetup.build(chosen)  # the model `fit` would train, on its training rows
+        cfg, first = setup.recipe.train, chosen.train.seed
+        result = range_test(
+            setup.new_model(),
+            setup.train,
+            task=setup.facts.task,
+            cfg=cfg,
+            steps=steps,
+            seeds=range(first, first + seeds),
+        )
         folder = out if out is not None else default_run_dir("lr-find")
         folder.mkdir(parents=True, exist_ok=True)
         result.to_json(folder / "lr_find.json")

@@ -227,7 +227,7 @@ class LrTooLow(Check):
     @staticmethod
     def _factors(ctx: Context) -> list[float]:
         """LR multipliers to probe: the range test's suggestion (T31) when it is 10x higher, then 10x, 100x."""
-        from tunesmith.tuning.lr_find import lr_find
+        from tunesmith.train.lr_find import lr_find
 
         net = ctx.fresh_model()
         factors = [10.0, 100.0]

@@ -1,7 +1,5 @@
-"""Tuning (T31, T33, T40, T52, T53): the LR range test, the batch-size finder, and the staged playbook on Optuna.
-
-`tunesmith.tuning.lr_find` and `tunesmith.tuning.batch_size` are modules; their functions are re-exported
-here under names that do not shadow them (`ts.lr_find` is the range test itself).
+"""Tuning (T40, T52, T53): the staged playbook on Optuna (the LR range test and the batch-size finder
+it runs as prechecks live in tunesmith.train: the doctor uses them too).
 
 Names load lazily (PEP 562), as in `tunesmith/__init__.py`: `tunesmith.recipe` imports
 `tunesmith.tuning.space.TuneConfig`, and that must not pull in torch or optuna. Add a public name by
@@ -14,10 +12,6 @@ import importlib
 from typing import Any
 
 _API = {
-    "BatchSizeResult": "tunesmith.tuning.batch_size",
-    "find_batch_size": "tunesmith.tuning.batch_size",
-    "LRFindResult": "tunesmith.tuning.lr_find",
-    "lr_find_recipe": "tunesmith.tuning.lr_find",
     "ParamSpec": "tunesmith.tuning.space",
     "TuneConfig": "tunesmith.tuning.space",
     "default_space": "tunesmith.tuning.space",

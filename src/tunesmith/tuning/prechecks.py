@@ -5,9 +5,9 @@
   far below the chance level. When it cannot, no amount of tuning will help: the evidence points
   at a bug (labels, loss, LR).
 - at the start of the lr stage, on the model the capacity stage chose (the one the lr stage
-  trains): the LR range test (T31, tunesmith.tuning.lr_find), whose suggestion, when its rules
+  trains): the LR range test (T31, tunesmith.train.lr_find), whose suggestion, when its rules
   agree, narrows the lr stage to a decade either side and is its first trial's LR; and the
-  batch-size finder (T33, tunesmith.tuning.batch_size), which drops the batch sizes larger than
+  batch-size finder (T33, tunesmith.train.batch_size), which drops the batch sizes larger than
   the one that still buys throughput. Measuring the chosen model rather than the starting one is
   what the playbook's order means (capacity first, then its LR), and it keeps both measurements
   off the path to the first trial.
@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from tunesmith.errors import TrainingDiverged
 from tunesmith.runsetup import RunSetup
+from tunesmith.train.batch_size import find_batch_size
 from tunesmith.train.callbacks import Callback
+from tunesmith.train.lr_find import lr_find
 from tunesmith.train.trainer import Trainer
-from tunesmith.tuning.batch_size import find_batch_size
 from tunesmith.tuning.evidence import LrEvidence, OverfitEvidence
-from tunesmith.tuning.lr_find import lr_find
 from tunesmith.tuning.playbook import REGULARIZATION_OFF
 from tunesmith.tuning.space import ParamSpec
 

@@ -34,10 +34,9 @@ import torch
 from torch import nn
 
 from tunesmith.errors import BadInput, must_be
-from tunesmith.recipe import Recipe, TrainConfig
+from tunesmith.recipe import TrainConfig
 from tunesmith.repro import torch_threads
 from tunesmith.run import write_json
-from tunesmith.runsetup import RunSetup
 from tunesmith.train.losses import LossFn
 from tunesmith.train.trainer import DataArg, forever, probe_trainer, resolve_device
 
@@ -46,7 +45,6 @@ __all__ = [
     "LRFindResult",
     "decide",
     "lr_find",
-    "lr_find_recipe",
     "suggest",
 ]
 
@@ -176,14 +174,6 @@ def lr_find(
     }
     lrs, losses, smoothed = curves[0]
     return LRFindResult(lrs, losses, smoothed, suggestions, suggestion, agree, warning, spread)
-
-
-def lr_find_recipe(recipe: Recipe, *, seeds: Sequence[int] | None = None, steps: int = 100) -> LRFindResult:
-    """The range test for a recipe's model, on the run setup `fit` trains (load, prepare, resolve, build)."""
-    setup = RunSetup.build(recipe)
-    cfg = setup.recipe.train
-    model, task = setup.new_model(), setup.facts.task
-    return lr_find(model, setup.train, task=task, cfg=cfg, steps=steps, seed=cfg.seed, seeds=seeds)
 
 
 # ---- the sweep --------------------------------------------------------------------------------
