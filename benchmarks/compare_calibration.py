@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from tunesmith.comparison.execute import Job, available_cores, run_jobs
-from tunesmith.comparison.result import CompareResult, RunRecord
+from tunesmith.comparison.result import CompareResult, SeedRun
 from tunesmith.recipe import make_recipe
 
 
@@ -67,8 +67,7 @@ def main() -> None:
     for a, b in zip(a_seeds, b_seeds, strict=True):
         # B: the same recipe drawing other seeds, paired with A's runs by position
         aa = [runs["base", s] for s in a] + [
-            RunRecord("B", s_a, runs["base", s_b].path, runs["base", s_b].metrics)
-            for s_a, s_b in zip(a, b, strict=True)
+            SeedRun("B", s_a, runs["base", s_b].path, runs["base", s_b].metrics) for s_a, s_b in zip(a, b, strict=True)
         ]
         verdict = CompareResult(aa).verdict("B", "base")
         same += verdict.verdict == "no detectable difference"

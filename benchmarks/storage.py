@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.pg: the th
 
 from tests.pg import server_binaries, throwaway_postgres
 
-from tunesmith.tuning.space import TuneConfig
+from tunesmith.tuneconfig import TuneConfig
 from tunesmith.tuning.storage import open_storage
 
 

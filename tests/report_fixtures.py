@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tunesmith.comparison.stats import mean_interval
+
 SPACE = {
     "width": {"type": "int", "low": 16, "high": 512, "log": True},
     "depth": {"type": "int", "low": 1, "high": 4, "log": False},
@@ -186,9 +188,7 @@ def write_compare(run_dir: Path) -> dict:
         "metric": "accuracy",
         "higher_is_better": True,
         "seeds": seeds,
-        "variants": {
-            k: {"values": v, "mean": float(np.mean(v)), "std": float(np.std(v, ddof=1))} for k, v in variants.items()
-        },
+        "variants": {k: _variant(v) for k, v in variants.items()},
         "verdicts": [
             {"a": "dropout=0.3", "b": "baseline", "diff": 0.0118, "ci95": [0.0103, 0.0133], "verdict": "better"},
             {
@@ -202,6 +202,12 @@ def write_compare(run_dir: Path) -> dict:
     }
     (run_dir / "compare.json").write_text(json.dumps(doc))
     return doc
+
+
+def _variant(values: list[float]) -> dict:
+    """One variant of compare.json, summarised as compare writes it (comparison/stats.py)."""
+    mean, std, (low, high) = mean_interval(np.asarray(values))
+    return {"values": values, "mean": mean, "std": std, "ci95": [low, high]}
 
 
 def write_all(run_dir: Path, *, n_trials: int = 24) -> None:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import run_cli
 from tunesmith.cli import app
-from tunesmith.comparison import CompareResult, RunRecord, compare, parse_vary
+from tunesmith.comparison import CompareResult, SeedRun, compare, parse_vary
 from tunesmith.comparison.stats import paired_verdict, smallest_detectable_effect
 from tunesmith.errors import BadInput, TrainingDiverged
 from tunesmith.fitting import fit
@@ -226,9 +226,9 @@ def test_cv_pairs_every_seed_and_fold(tmp_path: Path) -> None:
 
 
 def test_a_nondeterministic_setup_is_reported_with_its_size(tmp_path: Path) -> None:
-    def record(variant: str, seed: int, acc: float, loss: float) -> RunRecord:
+    def record(variant: str, seed: int, acc: float, loss: float) -> SeedRun:
         metrics = {"task": "classification", "seconds": 1.0, "seed": seed, "val": {"accuracy": acc, "loss": loss}}
-        return RunRecord(variant, seed, tmp_path, metrics)
+        return SeedRun(variant, seed, tmp_path, metrics)
 
     records = [
         record("a", 0, 0.90, 0.30),
@@ -244,6 +244,43 @@ def test_a_nondeterministic_setup_is_reported_with_its_size(tmp_path: Path) -> N
     text = check.describe("accuracy", 0.0283)
     assert "NONDETERMINISTIC" in text and "71% of the seed-to-seed std" in text
     assert res.values("a").ravel().tolist() == [0.90, 0.94]  # the first run of a seed counts, the repeat checks
+
+
+def _seed_runs(task: str, val: dict[str, list[float]], path: Path) -> list[SeedRun]:
+    """Variants a and b at seeds 0..n-1: val[metric] holds a's values, then b's."""
+    n = len(next(iter(val.values()))) // 2
+    return [
+        SeedRun(v, seed, path, {"task": task, "seconds": 1.0, "val": {k: xs[i * n + seed] for k, xs in val.items()}})
+        for i, v in enumerate("ab")
+        for seed in range(n)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("task", "metric", "higher"),
+    [("classification", "accuracy", True), ("regression", "rmse", False), ("reconstruction", "loss", False)],
+)
+def test_the_default_metric_is_the_registry_default_of_the_task(
+    tmp_path: Path, task: str, metric: str, higher: bool
+) -> None:
+    val = {name: [0.5, 0.6, 0.7, 0.4, 0.55, 0.75] for name in ("loss", "accuracy", "rmse", "mae", "r2")}
+    res = CompareResult(_seed_runs(task, val, tmp_path))
+    assert (res.metric, res.higher_is_better) == (metric, higher)
+    assert res.to_dict()["metric"] == metric  # reconstruction is judged by its loss, as tune judges it
+
+
+def test_compare_json_holds_each_variant_s_interval_from_the_per_seed_values(tmp_path: Path) -> None:
+    a, b = [0.90, 0.92, 0.91, 0.95], [0.86, 0.89, 0.85, 0.91]
+    doc = CompareResult(_seed_runs("classification", {"accuracy": a + b, "loss": a + b}, tmp_path)).to_dict()
+    expected = stats.t.interval(0.95, 3, loc=np.mean(a), scale=stats.sem(a))
+    assert doc["variants"]["a"]["ci95"] == pytest.approx(expected)
+    assert doc["variants"]["a"]["std"] == pytest.approx(np.std(a, ddof=1))
+
+
+def test_an_unknown_metric_lists_the_registry_names(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match=r"'metric' parameter of compare must be one of loss, accuracy, f1_macro, rmse"):
+        compare({"a": {}, "b": {}}, metric="rsme", out=tmp_path / "cmp", **IRIS)
+    assert not (tmp_path / "cmp").exists()
 
 
 def test_a_diverging_variant_names_itself_and_its_seed(tmp_path: Path) -> None:

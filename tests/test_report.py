@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import re
@@ -10,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from markupsafe import Markup
 from scipy import stats
 
 from tests.conftest import run_cli
 from tests.report_fixtures import FINDINGS, write_all, write_compare, write_findings, write_lr_find, write_tuning
 from tunesmith.errors import BadInput
 from tunesmith.recipe import Recipe, flatten
-from tunesmith.report import plots, render_report, search_plots, write_report
-from tunesmith.report.comparison import mean_interval
+from tunesmith.report import SECTIONS, Section, plots, register_section, render_report, search_plots, write_report
 from tunesmith.report.diagnosis import against_threshold
 from tunesmith.report.files import RunFiles
 from tunesmith.report.search import Tuning, importances
@@ -98,7 +99,27 @@ def test_regression_report_shows_residuals_of_the_test_predictions(tmp_path: Pat
     assert rmse == pytest.approx(metrics["test"]["rmse"], rel=1e-4)  # predictions are in target units
     html = (run / "report.html").read_text()
     assert "regression" in section_ids(html) and "classification" not in section_ids(html)
-    assert f'<td class="num">{rmse:.4g}</td>' in html
+    residuals = html.split('<section id="regression">')[1].split("</section>")[0]
+    assert f'<td class="num">{rmse:.4g}</td>' in residuals
+    for name in ("mae", "r2"):  # the fit's own numbers (train/metrics.py), not recomputed from the predictions
+        assert f'<td class="num">{metrics["test"][name]:.4g}</td>' in residuals
+
+
+def test_residuals_show_metrics_json_numbers_of_the_fold_whose_predictions_are_drawn(tmp_path: Path) -> None:
+    for k in (1, 2):
+        (tmp_path / f"fold-{k}").mkdir()
+        pd.DataFrame({"y_true": [1.0, 2.0, 3.0], "y_pred": [1.5, 2.0, 2.5]}).to_csv(
+            tmp_path / f"fold-{k}" / "test_predictions.csv", index=False
+        )
+    folds = [
+        {"fold": 1, "val": {"loss": 0.9}, "test": {"loss": 0.8, "rmse": 1.111, "mae": 2.222, "r2": 0.3333}},
+        {"fold": 2, "val": {"loss": 0.4}, "test": {"loss": 0.7, "rmse": 4.444, "mae": 5.555, "r2": 0.6666}},
+    ]
+    doc = {"task": "regression", "val": {"loss": 0.65}, "test": {"loss": 0.75, "rmse": 9.0}, "folds": folds}
+    (tmp_path / "metrics.json").write_text(json.dumps(doc))
+    residuals = render_report(tmp_path, sections=["regression"])
+    assert "<th>rmse</th><th>mae</th><th>r2</th><th>rows</th>" in residuals
+    assert '<td class="num">4.444</td><td class="num">5.555</td><td class="num">0.6666</td>' in residuals  # fold 2
 
 
 def test_cv_curves_draw_every_fold_and_layers_come_from_the_best_fold(tmp_path: Path) -> None:
@@ -195,13 +216,24 @@ def test_doctor_section_orders_findings_by_severity_and_draws_value_against_thre
 def test_compare_section_shows_t_intervals_and_verdicts(tmp_path: Path) -> None:
     doc = write_compare(tmp_path)
     values = doc["variants"]["baseline"]["values"]
-    _, low, high = mean_interval(values)
+    low, high = doc["variants"]["baseline"]["ci95"]
     expected = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
     assert (low, high) == pytest.approx(expected)
     html = render_report(tmp_path)
     assert section_ids(html) == ["compare"]
     assert "badge-better" in html and "badge-no-detectable-difference" in html
-    assert f'<td class="num">{low:.4g}</td>' in html
+    assert f'<td class="num">{low:.4g}</td><td class="num">{high:.4g}</td>' in html
+
+
+def test_compare_section_reads_the_intervals_compare_wrote(tmp_path: Path) -> None:
+    doc = write_compare(tmp_path)
+    doc["variants"]["baseline"].update(mean=0.5, std=0.25, ci95=[0.125, 0.875])  # not what the values give
+    del doc["variants"]["leaky_relu"]["ci95"]  # the minimal shared contract: values, mean, std
+    (tmp_path / "compare.json").write_text(json.dumps(doc))
+    html = render_report(tmp_path)
+    cells = '<td class="num">0.5</td><td class="num">0.25</td><td class="num">0.125</td><td class="num">0.875</td>'
+    assert cells in html and 'class="error"' not in html
+    assert '<td>leaky_relu</td><td class="num">5</td>' in html and "<td>—</td><td>—</td></tr>" in html
 
 
 def test_a_broken_file_costs_only_its_own_section(tmp_path: Path) -> None:
@@ -239,3 +271,42 @@ def test_cli_report_rewrites_the_page_and_refuses_what_is_not_a_run(tmp_path: Pa
     (tmp_path / "empty").mkdir()
     empty = run_cli("report", str(tmp_path / "empty"))
     assert empty.returncode == 2 and "holds none of the files a report shows" in empty.stderr
+
+
+def test_sections_are_listed_in_page_order_and_users_append_after_them(tmp_path: Path) -> None:
+    fit = ["summary", "recipe", "curves", "lr-schedule", "lr-find", "classification", "regression", "layers"]
+    tune = ["tuning-stages", "tuning-axes", "tuning-curves", "tuning-importance", "tuning-parallel"]
+    assert list(SECTIONS) == [*fit, "compare", "doctor", "tuning", *tune]
+
+    @register_section
+    class Extra:
+        name, title = "extra", "A user's section"
+
+        def applies(self, run: RunFiles) -> bool:
+            return True
+
+        def render(self, run: RunFiles) -> Markup:
+            return Markup("<p>extra</p>")
+
+    try:
+        write_findings(tmp_path)
+        assert section_ids(render_report(tmp_path)) == ["doctor", "extra"]
+        with pytest.raises(ValueError, match="'extra' is already registered"):
+            register_section(Extra)
+        section: Section = SECTIONS["extra"]
+        assert section.title == "A user's section"
+    finally:
+        del SECTIONS["extra"]
+
+
+def test_report_modules_never_import_the_report_package_back() -> None:
+    """The page lists its sections explicitly: no module of the package imports `tunesmith.report` itself."""
+    folder = Path(__file__).parents[1] / "src" / "tunesmith" / "report"
+    back = []
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):  # `from . import x` is the package too
+                names = ["tunesmith.report" if node.level == 1 and not node.module else node.module or ""]
+            back += [f"{path.name}: {n}" for n in names if n == "tunesmith.report"]
+    assert back == []

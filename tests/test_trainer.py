@@ -270,7 +270,7 @@ def test_optimizer_choice(name: str, kind: type) -> None:
 def test_epoch_metrics_match_scikit_learn(seed: int) -> None:
     from sklearn import metrics as skm
 
-    from tunesmith.train.losses import task_metrics
+    from tunesmith.train.metrics import task_metrics
 
     rng = np.random.default_rng(seed)
     t, p = rng.integers(0, 5, 300), rng.integers(0, 4, 300)  # class 4 is never predicted
@@ -282,3 +282,33 @@ def test_epoch_metrics_match_scikit_learn(seed: int) -> None:
     assert reg["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(y, yhat)))
     assert reg["mae"] == pytest.approx(skm.mean_absolute_error(y, yhat))
     assert reg["r2"] == pytest.approx(skm.r2_score(y, yhat))
+
+
+def test_a_user_early_stopping_keeps_its_own_state_across_a_resume(tmp_path) -> None:
+    from tunesmith.recipe import EarlyStopConfig
+    from tunesmith.train.callbacks import EarlyStopping, atomic_save
+
+    def user() -> EarlyStopping:  # next to the Trainer's own; min_delta 10: it improves on epoch 1 only
+        return EarlyStopping(EarlyStopConfig(patience=2, min_delta=10.0, restore_best=False))
+
+    def states(trainer: Trainer) -> list[tuple]:
+        return [(cb.best, cb.best_epoch, cb.best_state is None) for cb in trainer.callbacks]  # type: ignore[attr-defined]
+
+    first = train(cfg(epochs=3), callbacks=[user()])
+    assert states(first)[0] != states(first)[1]
+    atomic_save(first.state_dict(), tmp_path / "checkpoint.pt")
+    resumed = Trainer(mlp(seed=99), cfg=cfg(epochs=3), task="classification", callbacks=[user()])
+    resumed.fit(blobs(), blobs(128, seed=1), resume=torch.load(tmp_path / "checkpoint.pt", weights_only=True))
+    assert states(resumed) == states(first)  # keyed by class name, both got the user's (the last) state
+    saved, restored = first.callbacks[0].best_state, resumed.callbacks[0].best_state  # type: ignore[attr-defined]
+    assert all(torch.equal(saved[k], restored[k]) for k in saved)
+
+
+def test_resuming_without_the_checkpoints_callbacks_is_bad_input() -> None:
+    from tunesmith.recipe import EarlyStopConfig
+    from tunesmith.train.callbacks import EarlyStopping
+
+    first = train(cfg(epochs=2), callbacks=[EarlyStopping(EarlyStopConfig(patience=2))])
+    alone = Trainer(mlp(), cfg=cfg(epochs=2), task="classification")
+    with pytest.raises(BadInput, match="EarlyStopping#1"):
+        alone.fit(blobs(), blobs(128, seed=1), resume=first.state_dict())

@@ -58,7 +58,7 @@ def spy(monkeypatch: pytest.MonkeyPatch, module: Any, name: str, read: Callable[
 
 
 def load_recipe_tune() -> Any:
-    from tunesmith.tuning.space import TuneConfig
+    from tunesmith.tuneconfig import TuneConfig
 
     return TuneConfig.model_validate({})
 

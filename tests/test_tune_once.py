@@ -10,8 +10,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tunesmith.tuneconfig import TuneConfig
 from tunesmith.tuning.once import done_once, run_once
-from tunesmith.tuning.space import TuneConfig
 from tunesmith.tuning.storage import open_storage
 
 HEARTBEATS = TuneConfig(heartbeat_interval=1, grace_period=2)

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from tests.conftest import run_cli
 from tests.pg import PASSWORD, server_binaries, throwaway_postgres
 from tunesmith.cli import app
-from tunesmith.tuning.space import TuneConfig
+from tunesmith.tuneconfig import TuneConfig
 from tunesmith.tuning.storage import open_storage
 
 FAST = ["--set", "tune.refit_folds=2", "--set", "train.early_stopping.patience=null", "--quiet"]

@@ -11,19 +11,20 @@ from optuna.trial import TrialState, create_trial
 
 from tunesmith.errors import BadInput
 from tunesmith.recipe import DataFacts, Recipe, load_recipe, resolve
+from tunesmith.tuneconfig import ParamSpec, TuneConfig
 from tunesmith.tuning.playbook import (
     REGULARIZATION_OFF,
     Criteria,
     decide,
     incumbent,
-    plan_stages,
     narrow,
+    plan_stages,
     refit_epochs,
     stage_of,
     suggested_lr,
 )
 from tunesmith.tuning.samplers import StagedSampler, create_pruner, create_sampler, rungs
-from tunesmith.tuning.space import ParamSpec, TuneConfig, ambiguous_kind, check_space, default_space
+from tunesmith.tuning.space import ambiguous_kind, check_space, default_space
 
 IMAGES = DataFacts(task="classification", kind="image", n_train=1000, input_shape=(1, 8, 8), n_outputs=10)
 TABLE = DataFacts(task="classification", kind="tabular", n_train=100, input_shape=(4,), n_outputs=3)

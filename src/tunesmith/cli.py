@@ -150,7 +150,7 @@ def compare(
     lr: Annotated[float | None, typer.Option(help="Learning rate of every variant.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Mini-batch size of every variant.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (T54).")] = None,
-    metric: Annotated[str | None, typer.Option(help="Validation metric of the verdicts (accuracy/rmse).")] = None,
+    metric: Annotated[str | None, typer.Option(help="Validation metric of verdicts (accuracy/rmse/loss).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core, per run).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default runs/<timestamp>-compare).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the comparison in --out; finished runs are kept.")] = False,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["BadInput", "NotFittedError", "TrainingDiverged", "TunesmithError", "closest", "must_be"]
+__all__ = ["BadInput", "TrainingDiverged", "TunesmithError", "closest", "must_be"]
 
 
 class TunesmithError(Exception):
@@ -23,10 +23,6 @@ class BadInput(TunesmithError, ValueError):
 
 class TrainingDiverged(TunesmithError, FloatingPointError):
     """The loss became NaN or infinite; the run stops cleanly (CLI exit code 2)."""
-
-
-class NotFittedError(TunesmithError, ValueError, AttributeError):
-    """A fitted-state attribute was read before `fit` (scikit-learn's contract)."""
 
 
 def closest(name: str, candidates: Iterable[str]) -> str | None:

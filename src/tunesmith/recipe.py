@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tunesmith.errors import BadInput, closest
-from tunesmith.tuning.space import TuneConfig
+from tunesmith.tuneconfig import TuneConfig
 
 __all__ = ["SHORTCUTS", "DataFacts", "Recipe", "load_recipe", "make_recipe", "resolve", "resolve_data"]
 

@@ -15,9 +15,9 @@ The package is `comparison`, not `compare`: importing a submodule `tunesmith.com
 as the package attribute and shadow the function `ts.compare`.
 """
 
-from tunesmith.comparison.result import CompareResult, Determinism, RunRecord
+from tunesmith.comparison.result import CompareResult, Determinism, SeedRun
 from tunesmith.comparison.runner import compare
 from tunesmith.comparison.stats import Verdict
 from tunesmith.comparison.variants import parse_vary
 
-__all__ = ["CompareResult", "Determinism", "RunRecord", "Verdict", "compare", "parse_vary"]
+__all__ = ["CompareResult", "Determinism", "SeedRun", "Verdict", "compare", "parse_vary"]

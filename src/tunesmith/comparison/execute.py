@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from tunesmith.comparison.result import RunRecord
+from tunesmith.comparison.result import SeedRun
 from tunesmith.errors import BadInput, TrainingDiverged
 from tunesmith.fitting import fit
 from tunesmith.recipe import Recipe, flatten
@@ -52,7 +52,7 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def run_job(job: Job, stop: Stop | None = None) -> RunRecord:
+def run_job(job: Job, stop: Stop | None = None) -> SeedRun:
     """Train one variant at one seed (or read it back when resuming) and return its metrics.
 
     stop: an event another lane sets when the comparison stops; the fit then ends at its next batch.
@@ -63,7 +63,7 @@ def run_job(job: Job, stop: Stop | None = None) -> RunRecord:
     if job.resume and run.recipe.is_file():
         _check_same_recipe(job, run)
         if run.complete:
-            return RunRecord(job.variant, job.seed, job.out, run.load_metrics())
+            return SeedRun(job.variant, job.seed, job.out, run.load_metrics())
     try:
         result = fit(
             job.recipe,
@@ -75,10 +75,10 @@ def run_job(job: Job, stop: Stop | None = None) -> RunRecord:
         )
     except TrainingDiverged as exc:
         raise TrainingDiverged(f"Variant {job.variant!r} at seed {job.seed} ({job.out}): {exc}") from None
-    return RunRecord(job.variant, job.seed, job.out, result.metrics)
+    return SeedRun(job.variant, job.seed, job.out, result.metrics)
 
 
-def run_jobs(jobs: Sequence[Job], *, workers: int, progress: bool = True) -> list[RunRecord]:
+def run_jobs(jobs: Sequence[Job], *, workers: int, progress: bool = True) -> list[SeedRun]:
     """Run every job; records come back in the order of `jobs`, whatever order they finish in.
 
     With `workers` > 1 there are that many lanes, each one torch thread: this process (already warm,
@@ -96,22 +96,22 @@ def run_jobs(jobs: Sequence[Job], *, workers: int, progress: bool = True) -> lis
         return _run_lanes(jobs, workers, advance)
 
 
-def _run_lanes(jobs: Sequence[Job], workers: int, advance: Callable[[RunRecord], None]) -> list[RunRecord]:
+def _run_lanes(jobs: Sequence[Job], workers: int, advance: Callable[[SeedRun], None]) -> list[SeedRun]:
     """The lane in this process runs on the main thread (torch's thread setting is per OS thread, and
     Ctrl-C lands there); the spawned lanes are fed from the pool's callbacks as each job finishes."""
     spawn = multiprocessing.get_context("spawn")
     stop = spawn.Event()  # shared with the workers
     queue = iter(enumerate(jobs))
     lock = threading.Condition()
-    done: dict[int, RunRecord] = {}
-    outstanding: set[Future[RunRecord]] = set()
+    done: dict[int, SeedRun] = {}
+    outstanding: set[Future[SeedRun]] = set()
     failures: list[BaseException] = []
 
     def take() -> tuple[int, Job] | None:
         with lock:
             return None if stop.is_set() else next(queue, None)
 
-    def finish(index: int, record: RunRecord) -> None:
+    def finish(index: int, record: SeedRun) -> None:
         with lock:
             done[index] = record
             advance(record)
@@ -126,7 +126,7 @@ def _run_lanes(jobs: Sequence[Job], workers: int, advance: Callable[[RunRecord],
                     outstanding.add(future)
                 future.add_done_callback(partial(collect, item[0]))
 
-        def collect(index: int, future: Future[RunRecord]) -> None:
+        def collect(index: int, future: Future[SeedRun]) -> None:
             try:
                 if future.cancelled():
                     return
@@ -183,12 +183,12 @@ def _start_worker(stop: Stop) -> None:
     torch.set_num_threads(1)  # one core per worker: N workers x N threads would oversubscribe the CPU
 
 
-def _run_in_worker(job: Job) -> RunRecord:
+def _run_in_worker(job: Job) -> SeedRun:
     return run_job(job, _WORKER_STOP)
 
 
 @contextmanager
-def _progress(total: int, *, enabled: bool) -> Iterator[Callable[[RunRecord], None]]:
+def _progress(total: int, *, enabled: bool) -> Iterator[Callable[[SeedRun], None]]:
     """A rich bar over runs on a terminal; a no-op otherwise (logs and CI stay clean)."""
     if not (enabled and sys.stderr.isatty()):
         yield lambda record: None
@@ -205,7 +205,7 @@ def _progress(total: int, *, enabled: bool) -> Iterator[Callable[[RunRecord], No
     ) as bar:
         task = bar.add_task("compare", total=total, last="")
 
-        def advance(record: RunRecord) -> None:
+        def advance(record: SeedRun) -> None:
             val = ", ".join(f"{k} {v:.4g}" for k, v in record.metrics["val"].items())
             bar.update(task, advance=1, last=f"{record.variant} seed {record.seed}: {val}")
 

@@ -1,7 +1,7 @@
 """The result of a comparison: per-variant table, paired verdicts, determinism, compare.json, a rich table.
 
-Built from run records (one per variant x seed, each a run directory's metrics.json), whether
-the runs were just trained or read from existing run directories. A second record of the same
+Built from seed runs (one per variant x seed, each a run directory's metrics.json), whether
+the runs were just trained or read from existing run directories. A second run of the same
 variant and seed is a repeat: it must match the first exactly, or the setup is nondeterministic
 (T50) and the result says by how much. compare.json follows shared/design.md.
 """
@@ -19,23 +19,16 @@ import pandas as pd
 from tunesmith.comparison.stats import Verdict, mean_interval, paired_verdict, per_seed
 from tunesmith.errors import BadInput, closest
 from tunesmith.run import write_json
-from tunesmith.train.losses import metric_direction
+from tunesmith.train.metrics import DEFAULT_FOR_TASK, get_metric
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["METRICS", "CompareResult", "Determinism", "RunRecord", "primary_metric"]
-
-METRICS = ("accuracy", "f1_macro", "rmse", "mae", "r2", "loss")  # the validation metrics of metrics.json
-
-
-def primary_metric(task: str) -> str:
-    """The metric a verdict is read from by default: accuracy for classification, rmse otherwise."""
-    return "accuracy" if task == "classification" else "rmse"
+__all__ = ["CompareResult", "Determinism", "SeedRun"]
 
 
 @dataclass(frozen=True)
-class RunRecord:
+class SeedRun:
     """One finished run of one variant at one seed."""
 
     variant: str
@@ -75,15 +68,15 @@ class Determinism:
 class CompareResult:
     """Variants x shared seeds. `table`, `verdict(a, b)`, `verdicts` (each variant vs the first), `to_json()`.
 
-    metric: the validation metric of the verdicts (None: accuracy for classification, else rmse).
+    metric: the validation metric of the verdicts (None: the task's default, train/metrics.DEFAULT_FOR_TASK).
     out: the comparison's folder (compare.json, report.html, one folder per variant).
     """
 
-    def __init__(self, records: list[RunRecord], *, metric: str | None = None, out: Path | None = None) -> None:
+    def __init__(self, records: list[SeedRun], *, metric: str | None = None, out: Path | None = None) -> None:
         self.records, self.out = records, out
         self.variants = list(dict.fromkeys(r.variant for r in self.records))
-        self._runs: dict[str, dict[int, RunRecord]] = {v: {} for v in self.variants}
-        self._repeats: list[RunRecord] = []
+        self._runs: dict[str, dict[int, SeedRun]] = {v: {} for v in self.variants}
+        self._repeats: list[SeedRun] = []
         for r in self.records:
             runs = self._runs[r.variant]
             if r.seed in runs:  # a second run of the same variant and seed: a determinism check
@@ -99,7 +92,7 @@ class CompareResult:
                 f"noise. The variants have seeds {have}. Run more seeds (tunesmith compare --seeds 5)."
             )
         task = self.records[0].metrics["task"]
-        self.metric: str = metric or primary_metric(task)
+        self.metric: str = metric or DEFAULT_FOR_TASK[task]
         available = self.records[0].metrics["val"]
         if self.metric not in available:
             guess = closest(self.metric, available)
@@ -108,7 +101,7 @@ class CompareResult:
                 + (f" Did you mean {guess!r}?" if guess else "")
                 + f" Available: {', '.join(available)}."
             )
-        self.higher_is_better = metric_direction(self.metric)
+        self.higher_is_better = get_metric(self.metric, owner="compare").higher_is_better
 
     @property
     def reference(self) -> str:

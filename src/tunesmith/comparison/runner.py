@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.comparison.execute import Job, available_cores, run_jobs
-from tunesmith.comparison.result import METRICS, CompareResult
+from tunesmith.comparison.result import CompareResult
 from tunesmith.comparison.variants import Variant, VariantSpec, check_pairable, load_runs, make_variants, run_data
-from tunesmith.errors import BadInput, closest, must_be
+from tunesmith.errors import BadInput, must_be
 from tunesmith.recipe import Recipe
 from tunesmith.run import default_run_dir
+from tunesmith.train.metrics import get_metric
 
 __all__ = ["compare"]
 
@@ -40,14 +41,13 @@ def compare(
         files / run directories (named after them). vary: {"model.dropout": [0, 0.2, 0.5]} makes one
         variant per value (every combination for several keys) on `base`.
     seeds: how many (0..n-1) or which seeds; default 5. Existing run directories bring their own.
-    metric: the validation metric of the verdict (default accuracy, or rmse for regression).
+    metric: the validation metric of the verdict (default: the task's, accuracy, rmse or loss; train/metrics.py).
     workers: parallel worker processes (default: one per available core, at most one per run).
     check_determinism: run the first variant's first seed twice and report any difference.
     overrides / shortcuts (data="digits", epochs=20, cv=5, ...): recipe settings shared by all variants.
     """
-    if metric is not None and metric not in METRICS:
-        guess = closest(metric, METRICS)
-        raise BadInput(must_be("metric", "compare", f"one of {', '.join(METRICS)}", metric, hint=_did_you(guess)))
+    if metric is not None:
+        get_metric(metric, owner="compare")  # an unknown name fails before any training
     if workers is not None and workers < 1:
         raise BadInput(must_be("workers", "compare", "an integer >= 1", workers))
     planned = make_variants(variants, vary=vary, base=base, overrides=overrides, shortcuts=shortcuts)
@@ -109,7 +109,3 @@ def _jobs(variants: list[Variant], seeds: list[int], out: Path, *, resume: bool,
 def _slug(name: str) -> str:
     """A folder name for a variant: its name with path separators and odd characters replaced."""
     return re.sub(r"[^\w.=,+-]", "_", name)
-
-
-def _did_you(guess: str | None) -> str:
-    return f"Did you mean {guess!r}?" if guess else ""

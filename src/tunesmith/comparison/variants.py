@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from tunesmith.comparison.result import RunRecord
+from tunesmith.comparison.result import SeedRun
 from tunesmith.errors import BadInput
 from tunesmith.recipe import Recipe, make_recipe
 from tunesmith.run import RunDir
@@ -116,7 +116,7 @@ def check_pairable(data: Mapping[str, Mapping[str, Any]]) -> None:
                 )
 
 
-def load_runs(name: str, path: Path) -> list[RunRecord]:
+def load_runs(name: str, path: Path) -> list[SeedRun]:
     """Every finished run of variant `name` in `path` (a run directory, or a folder of them), sorted by name."""
     runs = [path] if (path / "recipe.yaml").is_file() else sorted(p for p in path.iterdir() if p.is_dir())
     runs = [p for p in runs if (p / "recipe.yaml").is_file()]
@@ -133,11 +133,11 @@ def load_runs(name: str, path: Path) -> list[RunRecord]:
                 f"{run.path} --resume`, or remove it."
             )
         metrics = run.load_metrics()
-        records.append(RunRecord(name, int(metrics["seed"]), run.path, metrics))
+        records.append(SeedRun(name, int(metrics["seed"]), run.path, metrics))
     return records
 
 
-def run_data(record: RunRecord) -> dict[str, Any]:
+def run_data(record: SeedRun) -> dict[str, Any]:
     """The resolved data section a finished run was trained with."""
     return yaml.safe_load((record.path / "recipe.yaml").read_text())["data"]
 

@@ -2,7 +2,8 @@
 
 `write_report(run_dir)` renders every section whose data exist in the run directory (metrics.json,
 history.csv, layers.csv, lr_find.json, tuning.json + trials.csv, findings.json, compare.json; see
-docs/report.md for each file's format) into `RUN_DIR/report.html`. Plots are inline SVG data URIs
+docs/report.md for each file's format) into `RUN_DIR/report.html`, in the order `page.py` lists them.
+The report shows what the run wrote: it recomputes no number its producers already wrote. Plots are inline SVG data URIs
 and the styles are inline, so the file opens from disk with no network; it prints cleanly (print
 CSS). `fit()` calls it at the end; `tunesmith report RUN_DIR` rewrites it.
 
@@ -21,10 +22,9 @@ import jinja2
 from markupsafe import Markup
 
 from tunesmith.errors import BadInput
-from tunesmith.report import comparison, diagnosis, search  # noqa: F401  (they register their sections)
 from tunesmith.report.files import RunFiles
 from tunesmith.report.html import note
-from tunesmith.report.sections import SECTIONS, Section, get_sections, register_section
+from tunesmith.report.page import SECTIONS, Section, get_sections, register_section
 
 __all__ = ["SECTIONS", "RunFiles", "Section", "register_section", "render_report", "write_report"]
 

@@ -15,10 +15,9 @@ from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from tunesmith.errors import BadInput
-from tunesmith.report import plots
 from tunesmith.report.files import RunFiles
 from tunesmith.report.html import badge, fmt, grid, kv, note, table
-from tunesmith.report.sections import register_section
+from tunesmith.report.plots import log_axis, new_figure, styled, to_img
 
 __all__ = ["Findings"]
 
@@ -36,7 +35,6 @@ def _thresholded(finding: dict[str, Any]) -> bool:
     return all(isinstance(ev.get(k), int | float) and not isinstance(ev.get(k), bool) for k in ("value", "threshold"))
 
 
-@register_section
 class Findings:
     name = "doctor"
     title = "Doctor findings (T60-T67)"
@@ -69,10 +67,10 @@ class Findings:
         measured = [f for f in order if _thresholded(f)]
         figures = []
         if measured:
-            figures.append(plots.to_img(against_threshold(measured), alt="each check's value against its threshold"))
+            figures.append(to_img(against_threshold(measured), alt="each check's value against its threshold"))
         series = [(f["check"], k, v) for f in order for k, v in (f.get("evidence") or {}).items() if _is_series(v)]
         figures += [
-            plots.to_img(series_plot(values, title=f"{check}: {key}"), alt=f"{check} evidence: {key}")
+            to_img(series_plot(values, title=f"{check}: {key}"), alt=f"{check} evidence: {key}")
             for check, key, values in series[:MAX_SERIES_PLOTS]
         ]
         if figures:
@@ -91,10 +89,10 @@ class Findings:
         return kv(shown) if shown else Markup("")
 
 
-@plots.styled
+@styled
 def against_threshold(findings: list[dict[str, Any]]) -> Figure:
     """One row per check: value / threshold, with the threshold at 1 (log scale when ratios span decades)."""
-    fig = plots.new_figure(width=6.0, height=0.9 + 0.32 * len(findings), words=True)
+    fig = new_figure(width=6.0, height=0.9 + 0.32 * len(findings), words=True)
     ax = fig.add_subplot()
     ratios = []
     for f in findings:
@@ -107,15 +105,15 @@ def against_threshold(findings: list[dict[str, Any]]) -> Figure:
     ax.set_yticks(y, [f["check"] for f in findings])
     finite = np.asarray(ratios)[np.isfinite(ratios)]
     if len(finite) and (finite > 0).all() and finite.max() / finite.min() > 50:
-        plots.log_axis(ax, "x")
+        log_axis(ax, "x")
     ax.set(xlabel="value / threshold", title="evidence against thresholds")
     ax.legend(loc="lower right")
     return fig
 
 
-@plots.styled
+@styled
 def series_plot(values: list[float], *, title: str) -> Figure:
-    fig = plots.new_figure(width=4.2, height=2.4)
+    fig = new_figure(width=4.2, height=2.4)
     ax = fig.add_subplot()
     ax.plot(np.arange(1, len(values) + 1), values, marker=".")
     ax.set(title=title, xlabel="index (epoch, layer, ...)")

@@ -58,6 +58,14 @@ class RunFiles:
     predictions = cached_property(lambda self: self._run_csv("test_predictions.csv"))
     trials = cached_property(lambda self: self._csv_or_none(self.path / "trials.csv"))
 
+    @cached_property
+    def predictions_test(self) -> dict[str, Any]:
+        """metrics.json's test metrics of the model whose test_predictions.csv is shown (its fold's under --cv)."""
+        metrics, found = self.metrics or {}, self._source("test_predictions.csv")
+        if found is None or found[0] is None:
+            return metrics.get("test", {})
+        return next((f.get("test", {}) for f in metrics.get("folds", []) if f.get("fold") == found[0]), {})
+
     # ---- helpers -----------------------------------------------------------------------------
     def _json(self, name: str) -> Any:
         path = self.path / name
@@ -81,11 +89,16 @@ class RunFiles:
         found = [(int(m.group(1)), d) for d in self.path.glob("fold-*") if (m := re.fullmatch(r"fold-(\d+)", d.name))]
         return sorted(found)
 
-    def _run_csv(self, name: str) -> pd.DataFrame | None:
-        """The run's own file, else the best-validation fold's."""
+    def _source(self, name: str) -> tuple[int | None, Path] | None:
+        """(fold, path) of the file `name`: the run's own (fold None), else the best-validation fold's; or None."""
         if (self.path / name).is_file():
-            return self._csv(self.path / name)
+            return None, self.path / name
         folds = dict(self._folds())
         scores = {f["fold"]: f["val"]["loss"] for f in (self.metrics or {}).get("folds", []) if f.get("fold") in folds}
         order = sorted(folds, key=lambda k: scores.get(k, float("inf")))
-        return next((self._csv(folds[k] / name) for k in order if (folds[k] / name).is_file()), None)
+        return next(((k, folds[k] / name) for k in order if (folds[k] / name).is_file()), None)
+
+    def _run_csv(self, name: str) -> pd.DataFrame | None:
+        """The run's own file, else the best-validation fold's."""
+        found = self._source(name)
+        return None if found is None else self._csv(found[1])

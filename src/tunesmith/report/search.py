@@ -21,12 +21,22 @@ import pandas as pd
 from markupsafe import Markup
 
 from tunesmith.errors import BadInput
-from tunesmith.report import plots, search_plots
 from tunesmith.report.files import RunFiles
 from tunesmith.report.html import fmt, grid, kv, note, table
-from tunesmith.report.sections import register_section
+from tunesmith.report.plots import to_img
+from tunesmith.report.search_plots import axis, history, importance_bars, parallel, trial_curves
 
-__all__ = ["Param", "Tuning", "importances"]
+__all__ = [
+    "Param",
+    "Tuning",
+    "TuningAxes",
+    "TuningCurves",
+    "TuningHistory",
+    "TuningImportance",
+    "TuningParallel",
+    "TuningStages",
+    "importances",
+]
 
 
 @dataclass(frozen=True)
@@ -193,7 +203,6 @@ class _TuningSection:
         return run.tuning is not None and run.trials is not None and not Tuning.of(run).complete.empty
 
 
-@register_section
 class TuningHistory(_TuningSection):
     name = "tuning"
     title = "Tuning: trials over time (T52)"
@@ -213,11 +222,10 @@ class TuningHistory(_TuningSection):
             ),
             "trial time": f"{t.trials['seconds'].sum():.1f} s in all" if "seconds" in t.trials else None,
         }
-        fig = search_plots.history(t.trials, maximize=t.maximize, metric=t.metric, best=t.best_number)
-        return kv({k: v for k, v in facts.items() if v}) + plots.to_img(fig, alt="every trial's score, best so far")
+        fig = history(t.trials, maximize=t.maximize, metric=t.metric, best=t.best_number)
+        return kv({k: v for k, v in facts.items() if v}) + to_img(fig, alt="every trial's score, best so far")
 
 
-@register_section
 class TuningStages:
     name = "tuning-stages"
     title = "Tuning: stages and their decisions (T53, T40)"
@@ -247,7 +255,6 @@ class TuningStages:
         return table(["stage", "trials", "best", "best parameters", "decision", "evidence"], rows, css="stages")
 
 
-@register_section
 class TuningAxes(_TuningSection):
     name = "tuning-axes"
     title = "Tuning: score against each hyperparameter"
@@ -258,9 +265,7 @@ class TuningAxes(_TuningSection):
     def render(self, run: RunFiles) -> Markup:
         t = Tuning.of(run)
         figures = [
-            plots.to_img(
-                search_plots.axis(p, t.complete, metric=t.metric, maximize=t.maximize), alt=f"{t.metric} vs {p.name}"
-            )
+            to_img(axis(p, t.complete, metric=t.metric, maximize=t.maximize), alt=f"{t.metric} vs {p.name}")
             for p in t.varied()
         ]
         return note(
@@ -269,7 +274,6 @@ class TuningAxes(_TuningSection):
         ) + grid(*figures)
 
 
-@register_section
 class TuningCurves:
     name = "tuning-curves"
     title = "Tuning: the best trials' validation curves"
@@ -284,11 +288,10 @@ class TuningCurves:
         scores = dict(zip(t.complete["number"], t.complete["value"], strict=True))
         final = {n: scores.get(n, (max if t.maximize else min)(c)) for n, c in curves.items()}
         ranked = sorted(final, key=lambda n: -final[n] if t.maximize else final[n])[: self.shown]
-        fig = search_plots.trial_curves({n: curves[n] for n in ranked}, metric=t.metric, scores=final)
-        return plots.to_img(fig, alt=f"validation {t.metric} per epoch of the {len(ranked)} best trials")
+        fig = trial_curves({n: curves[n] for n in ranked}, metric=t.metric, scores=final)
+        return to_img(fig, alt=f"validation {t.metric} per epoch of the {len(ranked)} best trials")
 
 
-@register_section
 class TuningImportance(_TuningSection):
     name = "tuning-importance"
     title = "Tuning: hyperparameter importances"
@@ -299,9 +302,7 @@ class TuningImportance(_TuningSection):
     def render(self, run: RunFiles) -> Markup:
         t = Tuning.of(run)
         figures = [
-            plots.to_img(
-                search_plots.importance_bars(importances(t, part, params), title=label), alt=f"importances: {label}"
-            )
+            to_img(importance_bars(importances(t, part, params), title=label), alt=f"importances: {label}")
             for label, part, params in t.groups(min_trials=4)
         ]
         return note(
@@ -310,7 +311,6 @@ class TuningImportance(_TuningSection):
         ) + grid(*figures)
 
 
-@register_section
 class TuningParallel(_TuningSection):
     name = "tuning-parallel"
     title = "Tuning: parallel coordinates"
@@ -321,8 +321,8 @@ class TuningParallel(_TuningSection):
     def render(self, run: RunFiles) -> Markup:
         t = Tuning.of(run)
         figures = [
-            plots.to_img(
-                search_plots.parallel(params, part, maximize=t.maximize, metric=t.metric, title=label),
+            to_img(
+                parallel(params, part, maximize=t.maximize, metric=t.metric, title=label),
                 alt=f"parallel coordinates: {label}",
             )
             for label, part, params in t.groups(min_trials=2)

@@ -1,68 +1,40 @@
-"""Report sections: one small class each behind the `Section` protocol, in one registry.
+"""The report sections of a training run, one small class each behind `page.Section`.
 
-A section says whether it `applies` to a run directory (its data exist) and `render`s an HTML
-fragment; the page lists the sections that apply, in registration order. This module holds the
-protocol, the registry with its factory, and the sections of a training run: summary, recipe
-choices with their catalog ids, curves (T61), learning-rate schedule (T32), LR range test (T31),
-test results (T63: confusion matrix and per-class scores, or residuals for regression) and
-per-layer statistics (T65, T66). Tuning, doctor and compare sections live in their own modules.
+Summary, recipe choices with their catalog ids, curves (T61), learning-rate schedule (T32), LR range
+test (T31), test results (T63: confusion matrix and per-class scores, or residuals for regression)
+and per-layer statistics (T65, T66). Tuning, doctor and compare sections live in their own modules;
+`page.py` lists them all in display order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import numpy as np
 import yaml
 from markupsafe import Markup, escape
 
-from tunesmith.errors import BadInput, closest, must_be
-from tunesmith.report import plots
 from tunesmith.report.files import RunFiles
 from tunesmith.report.html import fmt, grid, kv, note, table
+from tunesmith.report.plots import confusion, curves, layer_lines, lr_range, lr_schedule, residuals, to_img
 from tunesmith.report.tricks import TRICK_NAMES, trick_for
 
-__all__ = ["SECTIONS", "Section", "get_sections", "register_section"]
-
-
-class Section(Protocol):
-    name: str  # registry key and the HTML anchor (#name)
-    title: str
-
-    def applies(self, run: RunFiles) -> bool: ...
-    def render(self, run: RunFiles) -> Markup: ...
-
-
-SECTIONS: dict[str, Section] = {}
-S = TypeVar("S", bound="type[Section]")
-
-
-def register_section(cls: S) -> S:
-    """Class decorator: add one instance to the registry under `cls.name` (a duplicate is an error)."""
-    if cls.name in SECTIONS:
-        raise ValueError(f"A report section named {cls.name!r} is already registered ({type(SECTIONS[cls.name])}).")
-    SECTIONS[cls.name] = cls()
-    return cls
-
-
-def get_sections(names: Sequence[str] | None = None) -> list[Section]:
-    """The registered sections (all of them, or those named, in registry order)."""
-    if names is None:
-        return list(SECTIONS.values())
-    for name in names:
-        if name not in SECTIONS:
-            guess = closest(name, SECTIONS)
-            hint = f"Did you mean {guess!r}?" if guess else ""
-            raise BadInput(must_be("sections", "write_report", f"names among {', '.join(SECTIONS)}", name, hint=hint))
-    return [s for key, s in SECTIONS.items() if key in names]
+__all__ = [
+    "ClassReport",
+    "Curves",
+    "Layers",
+    "LearningRate",
+    "RangeTest",
+    "RecipeChoices",
+    "Residuals",
+    "Summary",
+]
 
 
 def _trick(tid: str | None) -> str:
     return f"{tid} {TRICK_NAMES.get(tid, '')}".strip() if tid else "—"
 
 
-@register_section
 class Summary:
     name = "summary"
     title = "Summary"
@@ -113,7 +85,6 @@ class Summary:
         return table(["fold", "epochs", "best epoch", *(f"{s} {k}" for s, k in metric_cols)], rows)
 
 
-@register_section
 class RecipeChoices:
     name = "recipe"
     title = "Recipe: every non-default choice and its catalog trick"
@@ -144,7 +115,6 @@ def _show(value: Any) -> str:
     return "none" if value is None else fmt(value)
 
 
-@register_section
 class Curves:
     name = "curves"
     title = "Training curves: train vs validation (T61)"
@@ -158,14 +128,13 @@ class Curves:
         quantities = ["loss", *(c.removeprefix("val_") for c in columns if c.startswith("val_") and c != "val_loss")]
         best = (run.metrics or {}).get("best_epoch")
         figures = [
-            plots.to_img(plots.curves(run.histories, column=q, best_epoch=best), alt=f"{q.replace('_', ' ')} per epoch")
+            to_img(curves(run.histories, column=q, best_epoch=best), alt=f"{q.replace('_', ' ')} per epoch")
             for q in quantities
         ]
         lines = "one line per fold; " if len(run.histories) > 1 else ""
         return note(f"{lines}solid: training, dashed: validation.") + grid(*figures)
 
 
-@register_section
 class LearningRate:
     name = "lr-schedule"
     title = "Learning-rate schedule (T32)"
@@ -174,10 +143,9 @@ class LearningRate:
         return bool(run.histories) and "lr" in run.histories[0][1]
 
     def render(self, run: RunFiles) -> Markup:
-        return plots.to_img(plots.lr_schedule(run.histories), alt="learning rate at the start of each epoch")
+        return to_img(lr_schedule(run.histories), alt="learning rate at the start of each epoch")
 
 
-@register_section
 class RangeTest:
     name = "lr-find"
     title = "Learning-rate range test (T31)"
@@ -205,11 +173,10 @@ class RangeTest:
             notes.append(f"Swing of each rule over seeds {found['spread'].get('seeds')} (max / min): {swing}.")
         if found.get("warning"):
             notes.append(f"Warning: {found['warning']}")
-        fig = plots.to_img(plots.lr_range(found), alt="training loss while the learning rate grows")
+        fig = to_img(lr_range(found), alt="training loss while the learning rate grows")
         return grid(fig, table(["rule", "learning rate", ""], rows) + Markup("").join(note(n) for n in notes))
 
 
-@register_section
 class ClassReport:
     name = "classification"
     title = "Test results: confusion matrix and per-class scores (T63)"
@@ -222,11 +189,10 @@ class ClassReport:
         cols = ("precision", "recall", "f1", "support")
         rows: list[list[Any]] = [[c, *(rep[k][i] for k in cols)] for i, c in enumerate(rep["classes"])]
         rows.append(["macro average", *(float(np.mean(rep[k])) for k in cols[:3]), int(np.sum(rep["support"]))])
-        fig = plots.to_img(plots.confusion(rep), alt="confusion matrix on the test split")
+        fig = to_img(confusion(rep), alt="confusion matrix on the test split")
         return grid(fig, table(["class", *cols], rows, css="scores"))
 
 
-@register_section
 class Residuals:
     name = "regression"
     title = "Test results: residuals"
@@ -237,19 +203,18 @@ class Residuals:
     def render(self, run: RunFiles) -> Markup:
         frame = run.predictions
         targets = [str(c).removeprefix("y_true") for c in frame if str(c).startswith("y_true")]
-        parts, rows = [], []
+        parts = []
         for suffix in targets:
             true, pred = frame[f"y_true{suffix}"].to_numpy(float), frame[f"y_pred{suffix}"].to_numpy(float)
             name = f"target {suffix.lstrip('_')}" if suffix else "target"
-            err = pred - true
-            ss_tot = float(((true - true.mean()) ** 2).sum())
-            r2 = 1 - float((err**2).sum()) / ss_tot if ss_tot > 0 else float("nan")
-            rows.append([name, float(np.sqrt(np.mean(err**2))), float(np.mean(np.abs(err))), r2, len(true)])
-            parts.append(plots.to_img(plots.residuals(true, pred, target=name), alt=f"{name}: test predictions"))
-        return table(["target", "rmse", "mae", "r2", "rows"], rows) + Markup("").join(parts)
+            parts.append(to_img(residuals(true, pred, target=name), alt=f"{name}: test predictions"))
+        # the fit's own numbers (train/metrics.py), in target units; the loss is in the scaled units it trained on
+        scores = {k: v for k, v in run.predictions_test.items() if k != "loss"}
+        pooled = note("rmse and mae pool the targets; r2 is their mean.") if len(targets) > 1 else Markup("")
+        summary = table([*scores, "rows"], [[*scores.values(), len(frame)]]) + pooled if scores else Markup("")
+        return summary + Markup("").join(parts)
 
 
-@register_section
 class Layers:
     name = "layers"
     title = "Per-layer gradients and activations (T65, T66)"
@@ -266,7 +231,7 @@ class Layers:
             ("saturated_frac", "share of saturated tanh/sigmoid units", False),
         ]
         figures = [
-            plots.to_img(plots.layer_lines(layers, column=col, title=title, log=log), alt=title)
+            to_img(layer_lines(layers, column=col, title=title, log=log), alt=title)
             for col, title, log in panels
             if col in layers and layers[col].notna().any()
         ]

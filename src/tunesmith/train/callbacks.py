@@ -1,9 +1,11 @@
-"""Trainer callbacks: eight events, no-op by default, dispatched only to those that override them.
+"""Trainer callbacks: seven events, no-op by default, dispatched only to those that override them.
 
-Events: fit_start, epoch_start, batch_end, eval_end, epoch_end, checkpoint, fit_end, exception.
+Events: fit_start, epoch_start, batch_end, eval_end, epoch_end, fit_end, exception.
 At fit start the Trainer builds one list per event holding only the callbacks that override it
 (Lightning's `is_overridden` idea), so an unused event costs one empty loop. `batch_end` receives
 the loss as a tensor on the device: reading it (`.item()`) is a host sync, so do it sparingly.
+A checkpoint holds each callback's state under its `state_key` (Lightning's), so a user's own
+EarlyStopping never takes the Trainer's state on resume.
 
 Built-in: EarlyStopping (T43), Checkpoint (resume), HistoryCSV (history.csv), Progress (rich).
 """
@@ -15,11 +17,13 @@ import csv
 import math
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from tunesmith.errors import BadInput, must_be
 from tunesmith.recipe import EarlyStopConfig
 
 if TYPE_CHECKING:
@@ -27,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EVENTS", "Callback", "Checkpoint", "EarlyStopping", "HistoryCSV", "Progress", "atomic_save"]
 
-EVENTS = ("fit_start", "epoch_start", "batch_end", "eval_end", "epoch_end", "checkpoint", "fit_end", "exception")
+EVENTS = ("fit_start", "epoch_start", "batch_end", "eval_end", "epoch_end", "fit_end", "exception")
 
 
 class Callback:
@@ -38,9 +42,13 @@ class Callback:
     def on_batch_end(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None: ...
     def on_eval_end(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
     def on_epoch_end(self, trainer: Trainer, row: dict[str, float]) -> None: ...
-    def on_checkpoint(self, trainer: Trainer, state: dict[str, Any]) -> None: ...
     def on_fit_end(self, trainer: Trainer) -> None: ...
     def on_exception(self, trainer: Trainer, exc: BaseException) -> None: ...
+
+    @property
+    def state_key(self) -> str:
+        """The name of this callback's state in a checkpoint; the n-th repeat of a key gets "#n" appended."""
+        return type(self).__qualname__
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -105,7 +113,7 @@ class Checkpoint(Callback):
 
 
 class HistoryCSV(Callback):
-    """history.csv, one row per epoch, flushed as it goes (rewritten whole on resume)."""
+    """history.csv, one row per epoch: the whole file is rewritten at every epoch's end (a resumed run's too)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -162,11 +170,38 @@ class Progress(Callback):
 
 
 def snapshot(callbacks: list[Callback]) -> dict[str, Any]:
-    """Non-empty callback states keyed by class name (Lightning's state_key)."""
-    return {type(cb).__qualname__: st for cb in callbacks if (st := cb.state_dict())}
+    """Non-empty callback states, each under its callback's key (see `_keyed`)."""
+    return {key: st for key, cb in _keyed(callbacks).items() if (st := cb.state_dict())}
 
 
 def restore(callbacks: list[Callback], states: dict[str, Any]) -> None:
+    """Give each callback its state from `snapshot`; BadInput when they are not the checkpoint's callbacks."""
+    by_key = _keyed(callbacks)
+    stateful = [key for key, cb in by_key.items() if key in states or cb.state_dict()]
+    if set(stateful) != set(states):
+        raise BadInput(
+            must_be(
+                "callbacks",
+                "the resumed Trainer",
+                f"those the checkpoint was written with (states {', '.join(states) or 'none'})",
+                stateful,
+                hint="Resume with the same callbacks in the same order, or give each its own state_key.",
+            )
+        )
+    for key, cb in by_key.items():
+        if key in states:
+            cb.load_state_dict(copy.deepcopy(states[key]))
+
+
+def _keyed(callbacks: list[Callback]) -> dict[str, Callback]:
+    """Callbacks by `state_key`; repeats of a key are told apart by position: "EarlyStopping", "EarlyStopping#1".
+
+    The first of a key keeps it bare, so checkpoints written when states were keyed by class name still load.
+    """
+    seen: Counter[str] = Counter()
+    out: dict[str, Callback] = {}
     for cb in callbacks:
-        if type(cb).__qualname__ in states:
-            cb.load_state_dict(copy.deepcopy(states[type(cb).__qualname__]))
+        key, n = cb.state_key, seen[cb.state_key]
+        seen[key] += 1
+        out[key if n == 0 else f"{key}#{n}"] = cb
+    return out

@@ -1,8 +1,9 @@
-"""Losses by task (T12) and the metrics of a result check (T63).
+"""Losses by task (T12), model outputs as predictions, and the per-class report of a result check (T63).
 
 T12: regression uses an identity output with MSE; binary classification one logit with a fused
 sigmoid + BCE (`BCEWithLogitsLoss`, numerically stable); multiclass C logits with fused softmax +
-cross-entropy. Soft targets (mixup) work with both fused losses. Metrics are scikit-learn's.
+cross-entropy. Soft targets (mixup) work with both fused losses. The headline metrics are in
+`train/metrics.py`; the per-class report is scikit-learn's.
 """
 
 from __future__ import annotations
@@ -20,9 +21,7 @@ __all__ = [
     "ShapedMSE",
     "class_report",
     "default_loss",
-    "metric_direction",
     "outputs_to_predictions",
-    "task_metrics",
 ]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -67,28 +66,6 @@ def outputs_to_predictions(task: str, outputs: np.ndarray) -> tuple[np.ndarray, 
     return proba.argmax(axis=1), proba
 
 
-def task_metrics(task: str, predictions: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """Headline metrics (metrics.json contract): accuracy + f1_macro, or rmse + mae + r2.
-
-    Computed every epoch, so written in plain NumPy (scikit-learn's input validation costs ~10 ms a
-    call); `tests/test_trainer.py` checks them against scikit-learn's definitions.
-    """
-    if task == "classification":
-        t, p = targets.astype(np.int64).ravel(), predictions.astype(np.int64).ravel()
-        n = int(max(t.max(initial=0), p.max(initial=0))) + 1
-        confusion = np.bincount(t * n + p, minlength=n * n).reshape(n, n)
-        hits, predicted, actual = np.diag(confusion), confusion.sum(0), confusion.sum(1)
-        present = (predicted + actual) > 0  # classes absent from both count as in sklearn's labels=None
-        f1 = np.divide(2 * hits, predicted + actual, out=np.zeros(n), where=present)
-        return {"accuracy": float(hits.sum() / max(1, len(t))), "f1_macro": float(f1[present].mean())}
-    p64 = predictions.reshape(len(predictions), -1).astype(np.float64)
-    t64 = targets.reshape(len(targets), -1).astype(np.float64)
-    err = p64 - t64
-    spread = ((t64 - t64.mean(axis=0)) ** 2).sum(axis=0)
-    r2 = np.where(spread > 0, 1 - (err**2).sum(axis=0) / np.where(spread > 0, spread, 1), 0.0)
-    return {"rmse": float(np.sqrt((err**2).mean())), "mae": float(np.abs(err).mean()), "r2": float(r2.mean())}
-
-
 def class_report(predictions: np.ndarray, targets: np.ndarray, classes: list[Any]) -> dict[str, Any]:
     """T63: confusion matrix and per-class precision/recall/F1."""
     from sklearn import metrics as skm
@@ -103,8 +80,3 @@ def class_report(predictions: np.ndarray, targets: np.ndarray, classes: list[Any
         "f1": f.tolist(),
         "support": support.tolist(),
     }
-
-
-def metric_direction(name: str) -> bool:
-    """True when a larger value of the metric is better."""
-    return name in ("accuracy", "f1_macro", "r2")

@@ -25,7 +25,8 @@ from tunesmith.errors import BadInput, TrainingDiverged
 from tunesmith.recipe import TrainConfig
 from tunesmith.repro import torch_threads
 from tunesmith.train.callbacks import EVENTS, Callback, EarlyStopping, overrides, restore, snapshot
-from tunesmith.train.losses import LossFn, default_loss, outputs_to_predictions, task_metrics
+from tunesmith.train.losses import LossFn, default_loss, outputs_to_predictions
+from tunesmith.train.metrics import task_metrics
 from tunesmith.train.optim import Schedule, make_optimizer, max_norm_, weight_penalty
 
 __all__ = ["DataArg", "Trainer", "forever", "probe_trainer", "resolve_device"]

@@ -1,9 +1,8 @@
 """Tuning (T40, T52, T53): the staged playbook on Optuna (the LR range test and the batch-size finder
 it runs as prechecks live in tunesmith.train: the doctor uses them too).
 
-Names load lazily (PEP 562), as in `tunesmith/__init__.py`: `tunesmith.recipe` imports
-`tunesmith.tuning.space.TuneConfig`, and that must not pull in torch or optuna. Add a public name by
-adding it to `_API` (name -> module).
+Names load lazily (PEP 562), as in `tunesmith/__init__.py`: importing one submodule (the CLI's
+lazy imports do) must not pull in torch or optuna. Add a public name by adding it to `_API` (name -> module).
 """
 
 from __future__ import annotations
@@ -12,8 +11,8 @@ import importlib
 from typing import Any
 
 _API = {
-    "ParamSpec": "tunesmith.tuning.space",
-    "TuneConfig": "tunesmith.tuning.space",
+    "ParamSpec": "tunesmith.tuneconfig",
+    "TuneConfig": "tunesmith.tuneconfig",
     "default_space": "tunesmith.tuning.space",
     "TuneResult": "tunesmith.tuning.study",
     "tune": "tunesmith.tuning.study",

@@ -31,9 +31,8 @@ from tunesmith.errors import BadInput, TrainingDiverged
 from tunesmith.recipe import Recipe
 from tunesmith.runsetup import RunSetup, SetupCache
 from tunesmith.train.callbacks import Callback
-from tunesmith.train.losses import metric_direction
 from tunesmith.train.trainer import Trainer
-from tunesmith.tuning.space import ParamSpec
+from tunesmith.tuneconfig import ParamSpec
 
 __all__ = [
     "Objective",
@@ -42,25 +41,10 @@ __all__ = [
     "TrialRun",
     "budget_used",
     "chance_loss",
-    "pick_metric",
     "train_trial",
 ]
 
 REPEATED = ("overrides", "epochs", "train_loss", "best_epoch", "n_params", "val_loss", "truncated", "diverged")
-METRIC_FOR_TASK = {"classification": "accuracy", "regression": "rmse", "reconstruction": "loss"}
-
-
-def pick_metric(metric: str, task: str) -> tuple[str, bool]:
-    """(validation metric name, whether larger is better) for tune.metric and the task."""
-    name = METRIC_FOR_TASK[task] if metric == "auto" else metric
-    valid = {
-        "classification": ("loss", "accuracy", "f1_macro"),
-        "regression": ("loss", "rmse", "mae", "r2"),
-        "reconstruction": ("loss",),
-    }[task]
-    if name not in valid:
-        raise BadInput(f"The 'metric' parameter of tune must be one of {', '.join(valid)} for {task}. Got {name!r}.")
-    return name, metric_direction(name)
 
 
 def chance_loss(prep: Prepared) -> float:
@@ -105,9 +89,7 @@ class TrialRun:
     curve: list[float] = field(default_factory=list)
 
 
-def train_trial(
-    setup: RunSetup, *, metric: str, maximize: bool, callbacks: list[Callback] | None = None
-) -> TrialRun:
+def train_trial(setup: RunSetup, *, metric: str, maximize: bool, callbacks: list[Callback] | None = None) -> TrialRun:
     """Train one setup's recipe on its train split, validate each epoch, return the best epoch's score."""
     net = setup.new_model()
     n_params = sum(p.numel() for p in net.parameters())

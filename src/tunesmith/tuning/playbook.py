@@ -38,8 +38,9 @@ from typing import Any, ClassVar
 from optuna.trial import FrozenTrial, TrialState
 
 from tunesmith.errors import BadInput
+from tunesmith.tuneconfig import ParamSpec, TuneConfig
 from tunesmith.tuning.evidence import LrEvidence
-from tunesmith.tuning.space import ParamSpec, TuneConfig, space_to_json
+from tunesmith.tuning.space import space_to_json
 
 __all__ = [
     "LONGER",

@@ -24,9 +24,9 @@ from tunesmith.train.batch_size import find_batch_size
 from tunesmith.train.callbacks import Callback
 from tunesmith.train.lr_find import lr_find
 from tunesmith.train.trainer import Trainer
+from tunesmith.tuneconfig import ParamSpec
 from tunesmith.tuning.evidence import LrEvidence, OverfitEvidence
 from tunesmith.tuning.playbook import REGULARIZATION_OFF
-from tunesmith.tuning.space import ParamSpec
 
 __all__ = ["describe", "lr_prechecks", "overfit_one_batch"]
 

@@ -26,7 +26,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from tunesmith.errors import BadInput, closest
-from tunesmith.tuning.space import ParamSpec
+from tunesmith.tuneconfig import ParamSpec
 
 __all__ = [
     "PRUNERS",

@@ -34,8 +34,8 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from tunesmith.errors import BadInput
+from tunesmith.tuneconfig import TuneConfig
 from tunesmith.tuning.samplers import without_experimental_warnings
-from tunesmith.tuning.space import TuneConfig
 
 __all__ = ["JOURNAL", "HeartbeatJournal", "open_storage", "redact"]
 

@@ -43,12 +43,14 @@ from tunesmith.errors import BadInput, TunesmithError, must_be
 from tunesmith.recipe import Recipe, load_recipe, make_recipe
 from tunesmith.run import RunDir, default_run_dir, write_json
 from tunesmith.runsetup import RunSetup, SetupCache
-from tunesmith.tuning.objective import chance_loss, pick_metric
+from tunesmith.train.metrics import METRICS, pick_metric
+from tunesmith.tuneconfig import TuneConfig
+from tunesmith.tuning.objective import chance_loss
 from tunesmith.tuning.outputs import collect, refit, write_outputs
 from tunesmith.tuning.playbook import LONGER, Criteria, plan_stages
 from tunesmith.tuning.prechecks import overfit_one_batch
 from tunesmith.tuning.samplers import create_pruner, create_sampler, rungs
-from tunesmith.tuning.space import TuneConfig, ambiguous_kind, check_space, default_space, space_to_json
+from tunesmith.tuning.space import ambiguous_kind, check_space, default_space, space_to_json
 from tunesmith.tuning.storage import JOURNAL, open_storage, redact
 from tunesmith.tuning.worker import META, Meta, graceful_stop, join, load_meta, run_worker
 
@@ -216,7 +218,7 @@ def create_meta(setup: RunSetup) -> Meta:
         maximize=maximize,
         fit_below=cfg.fit_loss * chance_loss(prep),
         epochs=cfg.epochs,
-        val_rows=len(prep.x_val) if metric in ("accuracy", "f1_macro") else None,
+        val_rows=len(prep.x_val) if METRICS[metric].share_of_rows else None,
     )
     stages = plan_stages(space, cfg, trials=cfg.trials)
     evidence: dict[str, Any] = {}

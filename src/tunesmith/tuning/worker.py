@@ -40,13 +40,13 @@ from optuna.trial import FrozenTrial, TrialState
 from tunesmith.errors import BadInput
 from tunesmith.recipe import Recipe, build_recipe, flatten
 from tunesmith.runsetup import SetupCache
+from tunesmith.tuneconfig import ParamSpec, TuneConfig
 from tunesmith.tuning.evidence import LrEvidence
 from tunesmith.tuning.objective import Objective, Surplus, budget_used
 from tunesmith.tuning.once import done_once, run_once
 from tunesmith.tuning.playbook import Criteria, Outcome, Stage, decide, incumbent
 from tunesmith.tuning.prechecks import describe, lr_prechecks
 from tunesmith.tuning.samplers import StagedSampler, create_pruner, without_experimental_warnings
-from tunesmith.tuning.space import ParamSpec, TuneConfig
 
 __all__ = [
     "META",
