@@ -38,7 +38,7 @@ from torch import nn
 from tunesmith.diagnosis.base import Check, check_ids, create_check, register_check
 from tunesmith.diagnosis.context import Context
 from tunesmith.diagnosis.finding import SEVERITY, Finding
-from tunesmith.diagnosis.inputs import build_context
+from tunesmith.diagnosis.inputs import build_context, optimizer_name, read_inputs
 from tunesmith.diagnosis.runner import run_all
 from tunesmith.recipe import Recipe
 from tunesmith.run import write_json
@@ -141,23 +141,16 @@ def doctor(
     """
     started = clock.perf_counter()
     with _preserved_global_state():
-        ctx = build_context(
-            model,
-            train=train,
-            val=val,
-            task=task,
-            loss_fn=loss_fn,
-            optimizer=optimizer,
-            lr=lr,
-            batch_size=batch_size,
-            time=time,
-            groups=groups,
-            schedule=schedule,
-            epochs=epochs,
-            seed=seed,
-            steps=steps,
-            device=device,
-        )
+        inputs = read_inputs(train, val, task=task, time=time, groups=groups)
+        train_settings = {
+            "train.optimizer": optimizer_name(optimizer),
+            "train.lr": lr,
+            "train.batch_size": batch_size,
+            "train.schedule": schedule,
+            "train.epochs": epochs,
+        }
+        recipe = inputs.recipe(train_settings, seed=seed, device=device)
+        ctx = build_context(inputs, model, recipe, loss_fn=loss_fn, optimizer=optimizer, steps=steps)
         return _diagnose(ctx, checks, started)
 
 
@@ -176,31 +169,27 @@ def doctor_recipe(
     recipe = make_recipe(recipe, overrides=overrides)
     with _preserved_global_state():
         setup = RunSetup.build(recipe)
-        prep, cfg = setup.prep, setup.recipe.train
+        prep = setup.prep
         fold, raw = setup.loaded.folds[0], setup.loaded.raw
         has_val = len(prep.x_val) > 0
 
         def per_split(values: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
             return None if values is None or not has_val else (values[fold.train], values[fold.val])
 
-        ctx = build_context(
-            setup.new_model(),
-            train=setup.train,
-            val=setup.val if has_val else None,
+        inputs = read_inputs(
+            setup.train,
+            setup.val if has_val else None,
             task=setup.facts.task,
             time=per_split(raw.time),
             groups=per_split(raw.groups),
-            seed=cfg.seed,
-            steps=steps,
-            device=cfg.device,
-            cfg=cfg,
-            feature_names=_feature_names(prep.preprocessor.state),
-            notes={
-                "imputed": prep.preprocessor.state.get("filled", 0),
-                "impute": recipe.data.impute,
-                "duplicates_dropped": setup.loaded.notes.get("duplicates_dropped", 0),
-            },
         )
+        notes = {
+            "imputed": prep.preprocessor.state.get("filled", 0),
+            "impute": recipe.data.impute,
+            "duplicates_dropped": setup.loaded.notes.get("duplicates_dropped", 0),
+        }
+        names = _feature_names(prep.preprocessor.state)
+        ctx = build_context(inputs, setup.new_model(), setup.recipe, steps=steps, feature_names=names, notes=notes)
         return _diagnose(ctx, checks, started)
 
 

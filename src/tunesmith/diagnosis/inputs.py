@@ -29,10 +29,10 @@ from torch.utils.data import DataLoader, Dataset
 from tunesmith.diagnosis.context import MAX_ROWS, Context
 from tunesmith.errors import BadInput, must_be
 from tunesmith.models import fresh_model
-from tunesmith.recipe import DataFacts, Recipe, TrainConfig, resolve
+from tunesmith.recipe import DataFacts, Recipe, resolve
 from tunesmith.train.losses import LossFn, default_loss
 
-__all__ = ["build_context"]
+__all__ = ["Inputs", "build_context", "optimizer_name", "read_inputs"]
 
 _OPTIMIZER_NAMES = {
     torch.optim.SGD: "sgd",
@@ -55,30 +55,39 @@ class _Split:
     rows: int = 0  # rows of the whole source (a DataLoader may hold more than were read)
 
 
-def build_context(
-    model: nn.Module | None,
-    *,
+@dataclass
+class Inputs:
+    """The doctor's data, read, validated and copied: what `build_context` and the train defaults need."""
+
+    train: _Split
+    val: _Split | None
+    facts: DataFacts
+    n_classes: int | None
+    time: tuple[np.ndarray, np.ndarray] | None
+    groups: tuple[np.ndarray, np.ndarray] | None
+    loader_states: list[tuple[torch.Generator, torch.Tensor]]
+
+    def recipe(self, overrides: dict[str, Any], *, seed: int, device: str) -> Recipe:
+        """The recipe `tunesmith fit` would resolve for these data under dotted train overrides.
+
+        Unset (None) overrides take fit's defaults; a DataLoader's own batch size wins over any other.
+        """
+        if self.train.loader is not None:
+            batch = self.train.loader.batch_size or len(self.train.batch_targets[0])
+            overrides = {**overrides, "train.batch_size": batch}
+        resolved = resolve(Recipe().with_overrides({k: v for k, v in overrides.items() if v is not None}), self.facts)
+        return resolved.model_copy(update={"train": resolved.train.model_copy(update={"seed": seed, "device": device})})
+
+
+def read_inputs(
     train: Any,
     val: Any = None,
+    *,
     task: str | None = None,
-    loss_fn: nn.Module | LossFn | None = None,
-    optimizer: str | type[torch.optim.Optimizer] | Callable[..., torch.optim.Optimizer] | None = None,
-    lr: float | None = None,
-    batch_size: int | None = None,
     time: tuple[Any, Any] | None = None,
     groups: tuple[Any, Any] | None = None,
-    schedule: str | None = None,
-    epochs: int | None = None,
-    seed: int = 0,
-    steps: int = 200,
-    device: str = "auto",
-    cfg: TrainConfig | None = None,
-    feature_names: list[str] | None = None,
-    notes: dict[str, Any] | None = None,
-) -> Context:
-    """Validate and copy the doctor's inputs; `cfg` (a resolved TrainConfig) replaces the train defaults."""
-    if steps < 20:
-        raise BadInput(must_be("steps", "doctor", "an int >= 20", steps))
+) -> Inputs:
+    """Read `train`/`val` (a DataLoader as its first epoch, its RNGs left where they were) and validate them."""
     states = _loader_states(train)
     tr = _materialize(train, "train")
     va = None if val is None else _materialize(val, "val")
@@ -95,8 +104,6 @@ def build_context(
         raise BadInput(
             f"val x has sample shape {tuple(va.x.shape[1:])}, train x {tuple(tr.x.shape[1:])}: they must match."
         )
-    if tr.loader is not None:
-        batch_size = tr.loader.batch_size or len(tr.batch_targets[0])
     facts = DataFacts(
         task=task,  # type: ignore[arg-type]
         kind=kind,  # type: ignore[arg-type]
@@ -104,14 +111,34 @@ def build_context(
         input_shape=tuple(tr.x.shape[1:]),
         n_outputs=_n_outputs(task, tr, n_classes),
     )
-    resolved = _resolve(facts, cfg, optimizer=optimizer, lr=lr, batch_size=batch_size, schedule=schedule, epochs=epochs)
-    resolved = resolved.model_copy(update={"train": resolved.train.model_copy(update={"seed": seed, "device": device})})
-    net = fresh_model(resolved.model, facts, model)
+    return Inputs(tr, va, facts, n_classes, _pair(time, "time", tr, va), _pair(groups, "groups", tr, va), states)
+
+
+def build_context(
+    inputs: Inputs,
+    model: nn.Module | None,
+    recipe: Recipe,
+    *,
+    loss_fn: nn.Module | LossFn | None = None,
+    optimizer: Any = None,
+    steps: int = 200,
+    feature_names: list[str] | None = None,
+    notes: dict[str, Any] | None = None,
+) -> Context:
+    """The checks' Context: the model (`recipe`'s default one when None) and the run settings of `recipe.train`.
+
+    optimizer: the user's torch.optim class or factory(params, lr=...), used in place of the one the
+    TrainConfig names; a name or None leaves the TrainConfig's.
+    """
+    if steps < 20:
+        raise BadInput(must_be("steps", "doctor", "an int >= 20", steps))
+    tr, va, task = inputs.train, inputs.val, inputs.facts.task
+    net = fresh_model(recipe.model, inputs.facts, model)
     if not isinstance(net, nn.Module):
         raise BadInput(must_be("model", "doctor", "a torch.nn.Module", type(net).__name__))
     ctx = Context(
         task=task,
-        kind=kind,
+        kind=inputs.facts.kind,
         x_train=tr.x,
         y_train=tr.y,
         x_val=None if va is None else va.x,
@@ -119,20 +146,27 @@ def build_context(
         train=tr.loader if tr.loader is not None else (tr.x, tr.y),
         model=net.cpu(),
         loss_fn=loss_fn if loss_fn is not None else default_loss(task),
-        cfg=resolved.train,
-        n_classes=n_classes,
-        optimizer_factory=_optimizer_factory(optimizer, resolved.train.lr),  # type: ignore[arg-type]
+        cfg=recipe.train,
+        n_classes=inputs.n_classes,
+        optimizer_factory=_optimizer_factory(optimizer, recipe.train.lr),  # type: ignore[arg-type]
         loader=tr.loader,
         batch_targets=tr.batch_targets,
-        time=_pair(time, "time", tr, va),
-        groups=_pair(groups, "groups", tr, va),
+        time=inputs.time,
+        groups=inputs.groups,
         feature_names=feature_names or tr.names,
         notes=dict(notes or {}),
         steps=steps,
-        _loader_states=states,
+        _loader_states=inputs.loader_states,
     )
     ctx.loss_error = _check_forward(ctx)
     return ctx
+
+
+def optimizer_name(optimizer: Any) -> str | None:
+    """The TrainConfig name of a user's optimizer: a name as is, a torch.optim class by its name, else None."""
+    if optimizer is None or isinstance(optimizer, str):
+        return optimizer
+    return _OPTIMIZER_NAMES.get(optimizer, "auto")
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -287,25 +321,6 @@ def _pair(
 
 
 # ---- defaults and the model's first batch --------------------------------------------------------
-
-
-def _resolve(
-    facts: DataFacts,
-    cfg: TrainConfig | None,
-    *,
-    optimizer: Any,
-    lr: float | None,
-    batch_size: int | None,
-    schedule: str | None,
-    epochs: int | None,
-) -> Recipe:
-    """The recipe `tunesmith fit` would resolve for these data, with the given train settings."""
-    if cfg is not None:
-        return resolve(Recipe().model_copy(update={"train": cfg}), facts)
-    name = optimizer if isinstance(optimizer, str) else _OPTIMIZER_NAMES.get(optimizer, "auto")
-    overrides = {"train.optimizer": name, "train.lr": lr, "train.batch_size": batch_size, "train.epochs": epochs}
-    overrides["train.schedule"] = schedule
-    return resolve(Recipe().with_overrides({k: v for k, v in overrides.items() if v is not None}), facts)
 
 
 def _optimizer_factory(optimizer: Any, lr: float) -> Callable[[nn.Module], torch.optim.Optimizer] | None:
