@@ -1,4 +1,4 @@
-"""From what the user passes to `doctor(...)` to a `Context`: copies, defaults, and bad-input errors.
+"""From what the user passes to `doctor(...)` to a `Context`: read the data, resolve the defaults, build the model.
 
 `train` and `val` may be `(x, y)` arrays/tensors/DataFrames, a Dataset or a DataLoader. A DataLoader
 is read once, as training would read its first epoch, up to MAX_ROWS rows (the per-batch targets
