@@ -51,6 +51,7 @@ from tunesmith.models.blocks import (
 from tunesmith.models.init import init_weights, set_dropout
 from tunesmith.models.layers import get_act_layer, get_norm_layer, lookup
 from tunesmith.recipe import DataFacts, ModelConfig
+from tunesmith.registry import registrar
 
 __all__ = ["CNN", "MLP", "RNN", "AutoEncoder", "FamilyBuilder", "build_model", "register_family"]
 
@@ -71,14 +72,7 @@ _FAMILIES: dict[str, FamilyBuilder] = {}
 
 def register_family(name: str) -> Callable[[FamilyBuilder], FamilyBuilder]:
     """Register a builder `(cfg, *, kind, input_shape, n_outputs) -> nn.Module` under `name` (unique)."""
-
-    def decorator(builder: FamilyBuilder) -> FamilyBuilder:
-        if name in _FAMILIES:
-            raise ValueError(f"Model family {name!r} is already registered; pick another name.")
-        _FAMILIES[name] = builder
-        return builder
-
-    return decorator
+    return registrar(_FAMILIES, "model family", name)
 
 
 def fresh_model(cfg: ModelConfig, facts: DataFacts, user: nn.Module | None = None) -> nn.Module:

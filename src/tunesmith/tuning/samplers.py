@@ -26,6 +26,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from tunesmith.errors import BadInput, closest
+from tunesmith.registry import registrar
 from tunesmith.tuneconfig import ParamSpec
 
 __all__ = [
@@ -53,22 +54,12 @@ SAMPLERS: dict[str, SamplerFactory] = {}
 PRUNERS: dict[str, PrunerFactory] = {}
 
 
-def _register(table: dict[str, Any], kind: str, name: str) -> Callable[[Any], Any]:
-    def add(factory: Any) -> Any:
-        if name in table:
-            raise ValueError(f"A {kind} named {name!r} is already registered; pick another name.")
-        table[name] = factory
-        return factory
-
-    return add
-
-
 def register_sampler(name: str) -> Callable[[SamplerFactory], SamplerFactory]:
-    return _register(SAMPLERS, "sampler", name)
+    return registrar(SAMPLERS, "sampler", name)
 
 
 def register_pruner(name: str) -> Callable[[PrunerFactory], PrunerFactory]:
-    return _register(PRUNERS, "pruner", name)
+    return registrar(PRUNERS, "pruner", name)
 
 
 def _lookup(table: dict[str, Any], name: str, param: str) -> Any:
