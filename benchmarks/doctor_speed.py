@@ -21,7 +21,7 @@ from sklearn.datasets import make_classification
 from torch import nn
 
 from tunesmith.diagnosis import doctor, doctor_recipe
-from tunesmith.diagnosis.inputs import build_context
+from tunesmith.diagnosis.inputs import build_context, read_inputs
 from tunesmith.train.trainer import Trainer
 
 LIMITS = {"1k rows, small MLP": 10.0, "10k rows, fit's MLP": 60.0, "digits, fit's CNN (CLI path)": 60.0}
@@ -37,7 +37,8 @@ def table(rows: int, seed: int = 0) -> tuple[tuple[np.ndarray, np.ndarray], tupl
 
 def epoch_seconds(ctx_args: dict, model: nn.Module | None) -> float:
     """One epoch of plain training with the setup the doctor diagnosed (its model, optimizer, batches)."""
-    ctx = build_context(model, **ctx_args)
+    inputs = read_inputs(ctx_args["train"], ctx_args["val"])
+    ctx = build_context(inputs, model, inputs.recipe({}, seed=0, device="auto"))
     cfg = ctx.cfg.model_copy(update={"epochs": 1})
     trainer = Trainer(ctx.fresh_model(), cfg=cfg, task=ctx.task, loss_fn=ctx.loss_fn)
     started = time.perf_counter()
@@ -77,7 +78,7 @@ def main() -> None:
     cnn = build_model(resolved.model, kind="image", input_shape=prep.facts.input_shape, n_outputs=prep.facts.n_outputs)
     baseline = epoch_seconds({"train": (prep.x_train, prep.y_train), "val": (prep.x_val, prep.y_val)}, cnn)
     results.append(("digits, fit's CNN (CLI path)", seconds, baseline))
-    assert len(diagnosis.findings) == 32
+    assert len(diagnosis.findings) == 33
 
     print(f"{'setup':32s} {'doctor s':>9s} {'epoch s':>8s} {'ratio':>7s} {'limit s':>8s}  verdict")
     for name, doc, epoch in results:

@@ -40,7 +40,7 @@ def test_json_lists_every_check_and_exits_0_even_with_a_failure(leaky_csv, tmp_p
     )
     assert result.exit_code == 0, result.output
     findings = json.loads(result.output)
-    assert len(findings) == 32 and all(
+    assert len(findings) == 33 and all(
         set(f) == {"check", "status", "summary", "evidence", "advice", "tricks"} for f in findings
     )
     leak = next(f for f in findings if f["check"] == "target_leakage")
@@ -53,7 +53,7 @@ def test_json_lists_every_check_and_exits_0_even_with_a_failure(leaky_csv, tmp_p
 def test_table_output_names_the_fix(leaky_csv) -> None:
     result = runner.invoke(app, ["doctor", "--data", str(leaky_csv), "--target", "label", "--steps", "20"])
     assert result.exit_code == 0
-    assert "target_leakage" in result.output and "32 checks: 1 fail" in result.output
+    assert "target_leakage" in result.output and "33 checks: 1 fail" in result.output
 
 
 def test_model_path_that_does_not_import_exits_2() -> None:
@@ -85,18 +85,35 @@ def _data():  # type: ignore[no-untyped-def]
     return tabular(n=200)
 
 
-def test_nan_inputs_are_refused_with_rows_named() -> None:
+def test_nan_inputs_are_a_finding_not_a_refusal() -> None:
     (x, y), val = _data()
     x = x.copy()
     x[[3, 7], 1] = np.nan
-    with pytest.raises(BadInput, match=r"2 NaN or infinite values in 2 rows \(first rows: \[3, 7\]\)"):
-        doctor(mlp(8, 3), train=(x, y), val=val)
+    x[5, 4] = np.inf
+    diagnosis = doctor(mlp(8, 3), train=(x, y), val=val, steps=20, checks=["missing_values", "init_loss"])
+    missing = diagnosis["missing_values"]
+    assert missing.status == "fail" and missing.evidence["value"] == 3
+    assert missing.evidence["train"]["first_rows"] == [3, 5, 7] and missing.evidence["train"]["columns"] == {
+        "x[1]": 2,
+        "x[4]": 1,
+    }
+    assert "imputed copy: 3 NaN/inf inputs" in diagnosis["init_loss"].evidence["data"]
 
 
-def test_loss_returning_a_non_scalar_is_refused() -> None:
+def test_loss_returning_a_non_scalar_is_a_mismatch_finding() -> None:
     train, val = _data()
-    with pytest.raises(BadInput, match=r"loss_fn returned \(16,\).*must return a scalar"):
-        doctor(mlp(8, 3), train=train, val=val, loss_fn=nn.CrossEntropyLoss(reduction="none"), batch_size=16)
+    diagnosis = doctor(
+        mlp(8, 3),
+        train=train,
+        val=val,
+        loss_fn=nn.CrossEntropyLoss(reduction="none"),
+        batch_size=16,
+        steps=20,
+        checks=["loss_output_mismatch", "init_loss", "lr_too_high"],
+    )
+    assert diagnosis["loss_output_mismatch"].status == "fail"
+    assert "returned (16,)" in diagnosis["loss_output_mismatch"].summary
+    assert diagnosis["init_loss"].status == diagnosis["lr_too_high"].status == "skipped"
 
 
 def test_empty_dataloader_is_refused() -> None:

@@ -56,4 +56,11 @@ def run_case(case: Case, *, checks: list[str] | None = None) -> Any:
     return doctor(**inputs, checks=checks)
 
 
-from tests.doctor_cases import healthy_cases, planted_data, planted_leakage, planted_model, planted_run  # noqa: E402, F401
+from tests.doctor_cases import (  # noqa: E402, F401
+    healthy_cases,
+    planted_data,
+    planted_leakage,
+    planted_model,
+    planted_reports,
+    planted_run,
+)

@@ -12,7 +12,18 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from tests.doctor_cases import healthy
-from tests.doctor_cases.data import GRUNet, cnn, digits, mlp, seeded, split, standardize, tabular, waves
+from tests.doctor_cases.data import (
+    GRUNet,
+    cnn,
+    digits,
+    mlp,
+    seeded,
+    split,
+    standardize,
+    tabular,
+    tabular_regression,
+    waves,
+)
 
 
 @healthy(kind="tabular")
@@ -127,3 +138,83 @@ def digits_autoencoder_default():
     """Reconstruction with the default autoencoder."""
     train, val = digits(n=600)
     return {"train": train, "val": val, "task": "reconstruction"}
+
+
+@healthy(kind="tabular")
+@seeded
+def binary_bce_with_column_targets():
+    """The PyTorch docs' form: one logit, BCEWithLogitsLoss, float targets shaped (N, 1)."""
+    (x, y), (xv, yv) = tabular(classes=2)
+    return {
+        "model": mlp(8, 1),
+        "train": (x, y[:, None].astype(np.float32)),
+        "val": (xv, yv[:, None].astype(np.float32)),
+        "loss_fn": nn.BCEWithLogitsLoss(),
+        "optimizer": "adam",
+    }
+
+
+@healthy(kind="tabular")
+@seeded
+def regression_with_negative_targets():
+    """Log-concentrations: every target is negative (mean -1, unit scale); L1 loss, task inferred from it."""
+    (x, _), (xv, _) = tabular_regression()
+    rng = np.random.default_rng(1)
+
+    def target(a: np.ndarray) -> np.ndarray:
+        return (-np.log1p(np.exp(a[:, 0])) - 0.3 * a[:, 1] ** 2 + 0.1 * rng.normal(size=len(a))).astype(np.float32)
+
+    return {
+        "model": mlp(6, 1),
+        "train": (x, target(x)[:, None]),
+        "val": (xv, target(xv)[:, None]),
+        "loss_fn": nn.L1Loss(),
+        "optimizer": "adam",
+        "lr": 3e-3,
+    }
+
+
+class TokenBag(nn.Module):
+    """Token ids (B, T) int64 -> embedding (B, T, D) -> mean over time -> logits."""
+
+    def __init__(self, vocab: int = 60, dim: int = 16, classes: int = 2) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.head = nn.Sequential(nn.Linear(dim, 32), nn.ReLU(), nn.Linear(32, classes))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(ids).mean(dim=1))
+
+
+@healthy(kind="sequence")
+@seeded
+def embedding_model_on_token_ids():
+    """Integer token ids must reach nn.Embedding as integers; positive reviews use more of tokens 40-59."""
+    rng = np.random.default_rng(0)
+    n, length = 800, 12
+    label = rng.integers(0, 2, n)
+    high = rng.random((n, length)) < np.where(label == 1, 0.6, 0.2)[:, None]
+    ids = np.where(high, rng.integers(40, 60, (n, length)), rng.integers(0, 40, (n, length))).astype(np.int64)
+    (xt, yt), (xv, yv) = split(ids, label.astype(np.int64))
+    return {"model": TokenBag(), "train": (torch.from_numpy(xt), yt), "val": (xv, yv), "optimizer": "adam", "lr": 3e-3}
+
+
+@healthy(kind="image")
+@seeded
+def zero_initialized_output_layer():
+    """A deliberate zero init where it is harmless: the head starts at 0 (uniform predictions), the body is He."""
+    train, val = digits()
+    model = cnn()
+    with torch.no_grad():
+        nn.init.zeros_(model[-1].weight)
+        nn.init.zeros_(model[-1].bias)
+    return {"model": model, "train": train, "val": val, "optimizer": "adam", "lr": 3e-3}
+
+
+@healthy(kind="tabular")
+@seeded
+def pretrained_backbone_frozen_on_purpose():
+    """Transfer learning done right: a trained body frozen, a new head trained on top (frozen_layers: info)."""
+    from tests.doctor_cases.planted_reports import backbone_frozen_with_its_pretrained_weights
+
+    return backbone_frozen_with_its_pretrained_weights()

@@ -7,7 +7,7 @@
     diag.findings[0].evidence   # the numbers behind a verdict: value, threshold, curves
     diag.to_json("runs/x")      # findings.json
 
-Thirty-two checks in three groups (data, model, short run; docs/doctor.md lists each with its
+Thirty-three checks in three groups (data, model, short run; docs/doctor.md lists each with its
 method and threshold) read a `Context` of private copies: the user's model and tensors are never
 modified, and the global RNG state is restored afterwards. `doctor_recipe` builds the same setup
 the way `tunesmith fit` would (load -> prepare -> resolve -> build) for the CLI.
@@ -132,7 +132,10 @@ def doctor(
 
     train, val: (x, y) arrays/tensors/DataFrames, a Dataset or a DataLoader (its batches are read
         exactly as training would read them).
-    task: classification | regression | reconstruction (default: integer targets classify).
+    task: classification | regression | reconstruction (default: what the loss implies, e.g. MSELoss
+        regresses, BCEWithLogitsLoss classifies; without a standard loss, integer targets classify).
+    loss_fn: any standard torch loss with the targets its documentation describes, or a callable
+        loss_fn(output, target); a loss the targets and outputs disagree with is a finding.
     optimizer: a name (sgd, adam, adamw, rmsprop, adagrad), a torch.optim class, or a factory
         called as factory(params, lr=lr).
     time, groups: one array per split, (t_train, t_val) and (g_train, g_val).
@@ -141,7 +144,7 @@ def doctor(
     """
     started = clock.perf_counter()
     with _preserved_global_state():
-        inputs = read_inputs(train, val, task=task, time=time, groups=groups)
+        inputs = read_inputs(train, val, task=task, loss_fn=loss_fn, time=time, groups=groups)
         train_settings = {
             "train.optimizer": optimizer_name(optimizer),
             "train.lr": lr,
@@ -150,7 +153,7 @@ def doctor(
             "train.epochs": epochs,
         }
         recipe = inputs.recipe(train_settings, seed=seed, device=device)
-        ctx = build_context(inputs, model, recipe, loss_fn=loss_fn, optimizer=optimizer, steps=steps)
+        ctx = build_context(inputs, model, recipe, optimizer=optimizer, steps=steps)
         return _diagnose(ctx, checks, started)
 
 

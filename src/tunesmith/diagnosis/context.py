@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from tunesmith.diagnosis.base import Skip
+from tunesmith.diagnosis.targets import hard_labels, multilabel
 from tunesmith.recipe import TrainConfig
 from tunesmith.train.losses import LossFn
 from tunesmith.train.optim import make_optimizer
@@ -42,8 +44,8 @@ EVAL_ROWS = 512  # rows of each split evaluated at the short run's checkpoints
 class Context:
     task: str  # classification | regression | reconstruction
     kind: str  # tabular (N, F) | sequence (N, T, C) | image (N, C, H, W)
-    x_train: torch.Tensor  # float32, as the model sees it (CPU)
-    y_train: torch.Tensor  # class indices (N,) (int64, or float for BCE losses), targets (N, K), or x
+    x_train: torch.Tensor  # as the model sees it (CPU): float32, integer ids, or a DataLoader's dtype
+    y_train: torch.Tensor  # as the loss takes it: indices (N,) int64, probabilities (N, C), float targets, or x
     x_val: torch.Tensor | None
     y_val: torch.Tensor | None
     train: DataArg  # what the short runs iterate: (x_train, y_train) or the user's DataLoader
@@ -51,6 +53,8 @@ class Context:
     loss_fn: nn.Module | LossFn
     cfg: TrainConfig  # resolved: lr, batch_size, optimizer, schedule, epochs, seed, device, penalties
     n_classes: int | None = None
+    family: str | None = None  # the loss's target convention (targets.FAMILIES); None: a user's callable
+    task_given: bool = False  # the user named the task (else the loss and the targets implied it)
     optimizer_factory: OptimizerFactory | None = None  # the user's optimizer class/factory; None: cfg's
     loader: DataLoader | None = None  # the user's training DataLoader, when one was given
     batch_targets: list[np.ndarray] = field(default_factory=list)  # targets per batch, one epoch as served
@@ -60,6 +64,7 @@ class Context:
     notes: dict[str, Any] = field(default_factory=dict)  # facts from loading raw data (imputed, dropped)
     steps: int = 200  # optimizer steps of the short run
     loss_error: str | None = None  # why loss_fn cannot be evaluated on the model's outputs (a mismatch)
+    output_shape: tuple[int, ...] = ()  # the model's output per sample, e.g. (C,)
     _loader_states: list[tuple[torch.Generator, torch.Tensor]] = field(default_factory=list, repr=False)
     _rows_cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _probes: dict[float, Any] = field(default_factory=dict, repr=False)
@@ -119,13 +124,13 @@ class Context:
         return self.x_train[idx].to(self.device), self.y_train[idx].to(self.device)
 
     def eval_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The rows evaluated at the short run's checkpoints: the first EVAL_ROWS of a split."""
-        if split == "train":
-            idx = self.probe_rows if len(self.x_train) <= EVAL_ROWS else torch.arange(EVAL_ROWS)
-            return self.x_train[idx], self.y_train[idx]
-        if self.x_val is None or self.y_val is None:
+        """The rows evaluated at the short run's checkpoints: a seeded sample of EVAL_ROWS of a split."""
+        data = self.split(split)
+        if data is None:
             return None
-        return self.x_val[:EVAL_ROWS], self.y_val[:EVAL_ROWS]
+        g = torch.Generator().manual_seed(self.cfg.seed)
+        idx = torch.randperm(len(data[0]), generator=g)[:EVAL_ROWS]
+        return data[0][idx], data[1][idx]
 
     # ---- NumPy views for the data checks --------------------------------------------------------
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -144,12 +149,40 @@ class Context:
         return self._rows_cache[name]
 
     def targets(self, name: str) -> np.ndarray:
-        """Class codes (N,) or targets (N, K), on the same rows as `rows(name)`."""
+        """One class per row (N,) int64, or targets (N, K) float64, on the same rows as `rows(name)`.
+
+        Classes are the rows' hard labels (targets.hard_labels); multi-label targets raise Skip.
+        """
         data = self.split(name)
         if data is None:
             raise ValueError(f"no {name} split")
-        y = data[1][self._sample(data[0])].numpy()
-        return y.astype(np.int64) if self.task == "classification" else y.reshape(len(y), -1).astype(np.float64)
+        y = data[1][self._sample(data[0])]
+        if self.task == "classification":
+            return hard_labels(y, self.family)
+        return y.reshape(len(y), -1).double().numpy()
+
+    def target_values(self, name: str) -> np.ndarray:
+        """The targets as given, (N, K) float64, on the same rows as `rows(name)` (for exact-copy checks)."""
+        data = self.split(name)
+        if data is None:
+            raise ValueError(f"no {name} split")
+        y = data[1][self._sample(data[0])]
+        return y.reshape(len(y), -1).double().numpy()
+
+    @property
+    def multilabel(self) -> bool:
+        """K independent binary labels per row (BCE on (N, K) targets): no single class per row."""
+        return multilabel(self.y_train, self.family)
+
+    def require_loss(self) -> None:
+        """Skip a check that needs the loss when the loss cannot take the model's outputs and targets."""
+        if self.loss_error is not None:
+            raise Skip("the loss cannot be computed on the model's outputs and targets (see loss_output_mismatch)")
+
+    @property
+    def integer_inputs(self) -> bool:
+        """Inputs are integer codes (token ids, categories for an embedding), not measurements."""
+        return not (self.x_train.is_floating_point() or self.x_train.is_complex())
 
     def channels(self, name: str) -> tuple[np.ndarray, list[str]]:
         """(values, names): one column per feature (tables) or per channel, pooled over positions."""

@@ -3,7 +3,9 @@
 Thresholds are relative to the data: scales to unit scale (the scale that standard initializations
 assume, He 2015 / Glorot 2010), class shares to the balanced share 1/C, distances to the spread of
 a column's other values. Duplicate and conflict shares follow deepchecks' defaults (5%, 0).
-Tables are read per column; images and sequences per channel, pooled over positions.
+Tables are read per column; images and sequences per channel, pooled over positions. NaN/inf
+values were replaced in the copies (reading.py): `missing_values` reports them; integer inputs are
+codes (token ids, categories), which the scale checks leave alone.
 
 Sources: Karpathy 2019, "A Recipe for Training Neural Networks" (become one with the data);
 deepchecks (DataDuplicates, ConflictingLabels, ClassImbalance, OutlierSampleDetection).
@@ -40,6 +42,20 @@ OUTLIER_WARN, OUTLIER_INFO = 100.0, 10.0  # robust z-scores: a unit mix-up / a h
 MAD_TO_SD = 1.4826  # MAD of a normal distribution times this is its standard deviation
 
 
+def _measurements(ctx: Context) -> None:
+    """Skip scale checks on integer inputs: token ids and category codes index an embedding, they are not sizes."""
+    if ctx.integer_inputs:
+        raise Skip("integer inputs are codes (token ids, categories) for an embedding, not measurements")
+
+
+def _robust_z(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(columns with a robust spread, their |x - median| / (1.4826 MAD)): a MAD of 0 leaves a column out."""
+    median = np.median(values, axis=0)
+    mad = np.median(np.abs(values - median), axis=0) * MAD_TO_SD
+    usable = mad > 0
+    return usable, np.abs(values[:, usable] - median[usable]) / mad[usable]
+
+
 def row_groups(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(group id per row, group sizes): rows with identical bytes share an id."""
     contiguous = np.ascontiguousarray(rows)
@@ -57,6 +73,37 @@ class MissingValues(Check):
     tricks = ("T01",)
 
     def run(self, ctx: Context) -> Finding:
+        sick = ctx.notes.get("nonfinite")
+        if sick:
+            values = sum(s.get("values", 0) for s in sick.values())
+            targets = sum(s.get("target_rows", 0) for s in sick.values())
+            where = "; ".join(
+                f"{split}: "
+                + ", ".join(
+                    part
+                    for part in (
+                        f"{s['values']} values in {s['rows']} rows (columns {', '.join(s['columns'])})"
+                        if s.get("values")
+                        else "",
+                        f"{s['target_rows']} non-finite targets" if s.get("target_rows") else "",
+                    )
+                    if part
+                )
+                for split, s in sick.items()
+            )
+            return self.found(
+                "fail",
+                f"The data hold {values} NaN or infinite inputs and {targets} non-finite targets ({where}; "
+                f"{measured(values + targets, 0)}): the loss of any batch holding one is NaN, and one NaN step "
+                "ruins every weight.",
+                advice="Impute the missing inputs on the training split (T01: data.impute, median by default) "
+                "and drop rows without a target. The other checks ran on such an imputed copy.",
+                value=values + targets,
+                threshold=0,
+                **sick,
+            )
+        if ctx.integer_inputs:
+            return self.ok("No NaN or infinite values; integer inputs are codes, so no numeric missing-value codes.")
         values, names = ctx.channels("train")
         codes = [c for c in (self._code(values[:, j], names[j]) for j in range(values.shape[1])) if c]
         if codes:
@@ -79,7 +126,7 @@ class MissingValues(Check):
                 advice="Imputation (T01) is on; check that the missing values are random, not a signal.",
                 value=filled,
             )
-        return self.ok("No missing values and no numeric missing-value codes.")
+        return self.ok("No missing or non-finite values and no numeric missing-value codes.")
 
     @staticmethod
     def _code(column: np.ndarray, name: str) -> dict | None:
@@ -110,6 +157,7 @@ class UnscaledInputs(Check):
     tricks = ("T04",)
 
     def run(self, ctx: Context) -> Finding:
+        _measurements(ctx)
         values, names = ctx.channels("train")
         rms = np.sqrt(np.mean(values**2, axis=0))
         std = values.std(axis=0)
@@ -197,14 +245,23 @@ class ClassImbalance(Check):
         if ctx.task != "classification" or ctx.n_classes is None:
             raise Skip(f"applies to classification ({ctx.task} here)")
         y = ctx.targets("train")
-        counts = np.bincount(y, minlength=ctx.n_classes)
+        # the classes are the labels that occur in either split: a label value no row carries (class 0 of
+        # labels 1..C) is not a class, while a class seen only in validation has a training share of 0
+        classes = np.unique(np.concatenate([y, ctx.targets("val")]) if ctx.x_val is not None else y)
+        counts = (y[:, None] == classes[None, :]).sum(axis=0)
         shares = counts / counts.sum()
         rarest = int(np.argmin(shares))
-        ratio = float(shares[rarest] * ctx.n_classes)  # 1 when balanced
-        evidence: dict[str, Any] = {"value": ratio, "threshold": IMBALANCE, "counts": counts.tolist()}
+        c = len(classes)
+        ratio = float(shares[rarest] * c)  # 1 when balanced
+        evidence: dict[str, Any] = {
+            "value": ratio,
+            "threshold": IMBALANCE,
+            "classes": classes.tolist(),
+            "counts": counts.tolist(),
+        }
         text = (
-            f"class {rarest} has {shares[rarest]:.1%} of the training rows against a balanced "
-            f"{1 / ctx.n_classes:.1%} (ratio {fmt(ratio)}"
+            f"class {classes[rarest]} has {shares[rarest]:.1%} of the training rows against a balanced "
+            f"{1 / c:.1%} (ratio {fmt(ratio)}"
         )
         advice = (
             "Judge the model by per-class recall and macro F1, not accuracy (T63); keep splits stratified (T51); "
@@ -227,7 +284,7 @@ class DuplicateRows(Check):
 
     def run(self, ctx: Context) -> Finding:
         rows = ctx.rows("train")
-        _, counts = row_groups(np.column_stack([rows, ctx.targets("train").reshape(len(rows), -1)]))
+        _, counts = row_groups(np.column_stack([rows, ctx.target_values("train")]))
         share = float((counts - 1).sum() / len(rows))
         dropped = int(ctx.notes.get("duplicates_dropped", 0))
         evidence: dict[str, Any] = {
@@ -301,22 +358,23 @@ class Outliers(Check):
     tricks = ("T03",)
 
     def run(self, ctx: Context) -> Finding:
-        values, names = ctx.channels("train")
-        median = np.median(values, axis=0)
-        mad = np.median(np.abs(values - median), axis=0) * MAD_TO_SD
-        usable = mad > 0  # columns that are mostly one value have no robust spread to measure against
-        if not usable.any():
+        blocks = [] if ctx.integer_inputs else [ctx.channels("train")]  # integer inputs are codes, not sizes
+        if ctx.task == "regression":  # a target entered in the wrong unit dominates the loss like a feature does
+            y = ctx.targets("train")
+            blocks.append((y, ["target"] if y.shape[1] == 1 else [f"target[{k}]" for k in range(y.shape[1])]))
+        if not blocks:
+            raise Skip("integer inputs are codes (token ids, categories), not measurements, and no regression target")
+        scored = [(np.asarray(names)[usable], z) for values, names in blocks for usable, z in [_robust_z(values)]]
+        scored = [(names, z) for names, z in scored if z.shape[1]]
+        if not scored:  # columns that are mostly one value have no robust spread to measure against
             raise Skip("no column has a robust spread (every column is mostly one value)")
-        z = np.abs(values[:, usable] - median[usable]) / mad[usable]
-        top = z.max(axis=0)
-        j = int(np.argmax(top))
-        name = np.asarray(names)[usable][j]
-        worst = float(top[j])
-        n_far = int((z > OUTLIER_INFO).any(axis=1).sum())
+        names, z = max(scored, key=lambda t: float(t[1].max()))
+        name, worst = str(names[int(np.argmax(z.max(axis=0)))]), float(z.max())
+        n_far = sum(int((z_ > OUTLIER_INFO).sum()) for _, z_ in scored)
         evidence: dict[str, Any] = {
             "value": worst,
             "threshold": OUTLIER_WARN,
-            "feature": str(name),
+            "feature": name,
             "values_beyond_10": n_far,
         }
         advice = (

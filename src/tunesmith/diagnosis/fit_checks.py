@@ -23,6 +23,7 @@ from tunesmith.diagnosis.base import Check, Skip, measured, register_check
 from tunesmith.diagnosis.context import Context
 from tunesmith.diagnosis.finding import Finding, fmt, series
 from tunesmith.diagnosis.loss_checks import LOGIT_LOSSES
+from tunesmith.diagnosis.targets import uninformed_loss
 from tunesmith.train.losses import ShapedMSE
 
 __all__ = ["InputIndependent", "Overfitting", "Underfitting"]
@@ -37,10 +38,8 @@ INPUT_GAIN = 0.05  # real inputs must remove at least 5% of the loss left withou
 def _uninformed(ctx: Context) -> float:
     """Training loss of the best constant prediction: the class-share entropy, or the target variance."""
     y = ctx.y_train
-    if ctx.task == "classification" and isinstance(ctx.loss_fn, LOGIT_LOSSES):
-        shares = torch.bincount(y.long()).double() / len(y)
-        shares = shares[shares > 0]
-        return float(-(shares * shares.log()).sum())
+    if ctx.task == "classification" and isinstance(ctx.loss_fn, (*LOGIT_LOSSES, nn.NLLLoss, nn.BCELoss)):
+        return uninformed_loss(y, ctx.family)
     if ctx.task != "classification" and isinstance(ctx.loss_fn, nn.MSELoss | ShapedMSE):
         return float(y.double().reshape(len(y), -1).var(dim=0, unbiased=False).mean())
     raise Skip(f"no uninformed baseline for {type(ctx.loss_fn).__name__}")

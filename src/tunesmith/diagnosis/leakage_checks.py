@@ -15,12 +15,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from scipy import stats
 
 from tunesmith.diagnosis.base import Check, Skip, measured, register_check
 from tunesmith.diagnosis.context import Context
 from tunesmith.diagnosis.data_checks import row_groups
 from tunesmith.diagnosis.finding import Finding, fmt
+from tunesmith.diagnosis.targets import hard_labels
 
 __all__ = [
     "DistributionShift",
@@ -141,8 +143,9 @@ class TargetLeakage(Check):
             return list(range(x.shape[1]))
         centered = x - x.mean(axis=0)
         if classify:  # correlation ratio: the share of a feature's variance explained by the class means
-            means = np.stack([x[y == c].mean(axis=0) for c in np.unique(y)])
-            weights = np.bincount(y)[np.unique(y)] / len(y)
+            classes, counts = np.unique(y, return_counts=True)
+            means = np.stack([x[y == c].mean(axis=0) for c in classes])
+            weights = counts / len(y)
             between = (weights[:, None] * (means - x.mean(axis=0)) ** 2).sum(axis=0)
             strength = between / np.maximum(x.var(axis=0), 1e-12)
         else:
@@ -160,7 +163,7 @@ class TargetLeakage(Check):
         fitted = clone(model).fit(x, y if classify else y.reshape(len(y), -1))
         pred = fitted.predict(xv)
         if classify:
-            chance = np.bincount(yv).max() / len(yv)
+            chance = np.unique(yv, return_counts=True)[1].max() / len(yv)
             return float(((pred == yv).mean() - chance) / (1 - chance)) if chance < 1 else 0.0
         target = yv.reshape(len(yv), -1)
         pred = pred.reshape(len(pred), -1)
@@ -242,7 +245,7 @@ class DistributionShift(Check):
         _val(ctx)
         (a, names), (b, _) = ctx.summaries("train"), ctx.summaries("val")
         tests = [(names[j], *stats.ks_2samp(a[:, j], b[:, j])) for j in range(a.shape[1])]
-        if ctx.task == "classification" and ctx.n_classes:
+        if ctx.task == "classification" and ctx.n_classes and not ctx.multilabel:
             tests.append(("class shares", *self._label_shift(ctx)))
         alpha = ALPHA / len(tests)
         shifted = [(name, float(d), float(p)) for name, d, p in tests if p < alpha and d > SHIFT_EFFECT]
@@ -271,9 +274,9 @@ class DistributionShift(Check):
     @staticmethod
     def _label_shift(ctx: Context) -> tuple[float, float]:
         """(total variation distance, chi-square p-value) between the splits' class shares."""
-        c = ctx.n_classes or 0
-        table = np.stack([np.bincount(ctx.targets(s), minlength=c) for s in ("train", "val")])
-        table = table[:, table.sum(axis=0) > 0]
+        labels = [ctx.targets(s) for s in ("train", "val")]
+        classes = np.unique(np.concatenate(labels))
+        table = np.stack([(y[:, None] == classes[None, :]).sum(axis=0) for y in labels])
         shares = table / table.sum(axis=1, keepdims=True)
         distance = float(np.abs(shares[0] - shares[1]).sum() / 2)
         p = float(stats.chi2_contingency(table)[1]) if table.shape[1] > 1 else 1.0
@@ -291,10 +294,20 @@ class UnshuffledBatches(Check):
     def run(self, ctx: Context) -> Finding:
         if ctx.loader is None:
             return self.ok("tunesmith batches the rows itself, reshuffled every epoch (T07).")
-        if ctx.task == "reconstruction":
-            raise Skip("reconstruction has no target to sort by")
+        sampler = type(getattr(ctx.loader, "sampler", None)).__name__
+        if ctx.task == "reconstruction":  # no target to sort by: only the sampler tells
+            if sampler == "SequentialSampler":
+                return self.found(
+                    "info",
+                    "The DataLoader serves the same order every epoch (shuffle=False).",
+                    advice="Reshuffle every epoch (T07: DataLoader(shuffle=True)).",
+                )
+            return self.ok(f"The DataLoader draws its order with a {sampler} (T07).")
         sizes = [len(b) for b in ctx.batch_targets]
-        targets = np.concatenate(ctx.batch_targets)
+        if ctx.task == "classification":  # one class per row, whatever form the loss takes them in
+            targets = np.concatenate([hard_labels(torch.from_numpy(b), ctx.family) for b in ctx.batch_targets])
+        else:
+            targets = np.concatenate([b.reshape(len(b), -1) for b in ctx.batch_targets])
         observed = self._order(targets, sizes, ctx.task)
         rng = np.random.default_rng(ctx.cfg.seed)
         expected = float(np.mean([self._order(rng.permutation(targets), sizes, ctx.task) for _ in range(SHUFFLES)]))
@@ -310,7 +323,6 @@ class UnshuffledBatches(Check):
                 "classes (T07).",
                 **evidence,
             )
-        sampler = type(getattr(ctx.loader, "sampler", None)).__name__
         if sampler == "SequentialSampler":
             return self.found(
                 "info",
@@ -325,7 +337,7 @@ class UnshuffledBatches(Check):
         """Classification: mean share of a batch's commonest class. Regression: between-batch variance share."""
         batches = np.split(targets, np.cumsum(sizes)[:-1])
         if task == "classification":
-            purity = [np.bincount(b).max() / len(b) for b in batches]
+            purity = [np.unique(b, return_counts=True)[1].max() / len(b) for b in batches]
             return float(np.average(purity, weights=sizes))
         flat = [b.reshape(len(b), -1).astype(np.float64) for b in batches]
         total = np.concatenate(flat).var(axis=0).sum()

@@ -10,27 +10,36 @@ nn.Module qualifies. Methods and sources:
 - batch_independence: Karpathy 2019: the gradient of one sample's output must not reach other
   samples' inputs.
 - train_eval_mode (T14, T15): in eval mode the same input gives the same output, whatever the batch.
+- frozen_layers: layers with requires_grad=False. Frozen trained weights (a pretrained backbone)
+  are a choice (info); frozen weights whose values are indistinguishable from the layer's own
+  `reset_parameters()` draw (two-sample Kolmogorov-Smirnov, p >= 0.01 on >= 100 weights) were
+  never trained or loaded, and the model can only learn in what is left (warn).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
 import torch
+from scipy import stats
 from torch import nn
 
 from tunesmith.diagnosis.base import Check, Skip, measured, register_check
 from tunesmith.diagnosis.context import Context
 from tunesmith.diagnosis.finding import Finding, fmt
+from tunesmith.diagnosis.probes import WEIGHTED
 from tunesmith.train.trainer import TensorBatches
 
-__all__ = ["BadInit", "BatchIndependence", "BatchNormSmallBatch", "TrainEvalMode"]
+__all__ = ["BadInit", "BatchIndependence", "BatchNormSmallBatch", "FrozenLayers", "TrainEvalMode"]
 
 SCALE_LIMIT = 10.0  # hidden-layer output scale shrinks or grows 10x across depth
 SYMMETRY = 1e-3  # units differ by less than this share of the layer's spread: copies of each other
 BN_MIN_BATCH = 16
 EVAL_TOLERANCE = 1e-3  # relative output difference between eval passes
+FRESH_P = 0.01  # frozen weights whose KS p-value against a fresh init is at least this look untrained ...
+FRESH_MIN_WEIGHTS = 100  # ... judged only with enough weights for the test to see a trained distribution
 
 
 @register_check
@@ -113,7 +122,8 @@ class BatchNormSmallBatch(Check):
             return self.found(
                 "warn",
                 "A batch of 1 sample comes up every epoch: BatchNorm1d cannot normalize it (training raises).",
-                advice="Drop the last incomplete batch (drop_last=True) or change the batch size (T33).",
+                advice="Drop the last incomplete batch (drop_last=True) or change the batch size (T33), or use a "
+                "norm that does not depend on the batch (LayerNorm/GroupNorm, T14).",
                 **evidence,
             )
         return self.ok(f"BatchNorm sees batches of {batch} samples.", **evidence)
@@ -208,3 +218,60 @@ class TrainEvalMode(Check):
                 **evidence,
             )
         return self.ok("Eval-mode outputs are deterministic and independent of the batch.", **evidence)
+
+
+@register_check
+class FrozenLayers(Check):
+    """Layers excluded from training: trained weights frozen on purpose (info), or frozen at random init (warn)."""
+
+    id = "frozen_layers"
+    group = "model"
+    tricks = ()  # the fix (load the pretrained weights, or unfreeze) is not a catalog trick
+
+    def run(self, ctx: Context) -> Finding:
+        frozen = [
+            (name, module)
+            for name, module in ctx.model.named_modules()
+            if isinstance(module, (*WEIGHTED, nn.Embedding))
+            and list(module.parameters(recurse=False))
+            and not any(p.requires_grad for p in module.parameters(recurse=False))
+        ]
+        if not frozen:
+            return self.ok("Every weighted layer trains (none has requires_grad=False).", frozen_layers=[])
+        judged = {name: self._fresh_p(module, ctx.cfg.seed) for name, module in frozen}
+        scored = {name: p for name, p in judged.items() if p is not None}
+        untrained = [name for name, p in scored.items() if p >= FRESH_P]
+        evidence: dict[str, Any] = {"frozen_layers": [name for name, _ in frozen], "p_values": judged}
+        if scored:  # the most init-like frozen layer against the threshold
+            evidence.update(value=max(scored.values()), threshold=FRESH_P)
+        if untrained:
+            return self.found(
+                "warn",
+                f"{', '.join(untrained)} {'is' if len(untrained) == 1 else 'are'} frozen at random initialization: the "
+                f"weights are indistinguishable from a fresh reset_parameters() draw (KS p = "
+                f"{fmt(evidence['value'])} >= {FRESH_P}), so the model learns only in its other layers.",
+                advice="Load the pretrained weights before freezing (model.load_state_dict(...)), or leave these "
+                "layers trainable (requires_grad=True).",
+                **evidence,
+            )
+        return self.found(
+            "info",
+            f"{len(frozen)} frozen layers hold trained weights ({', '.join(n for n, _ in frozen[:5])}): they "
+            "are not updated, by choice.",
+            advice="Unfreeze them with a lower learning rate once the new layers have settled, if the data differ "
+            "from what they were trained on.",
+            **evidence,
+        )
+
+    @staticmethod
+    def _fresh_p(module: nn.Module, seed: int) -> float | None:
+        """KS p-value of the module's weights against its own fresh init (None: no reset_parameters, or too few)."""
+        weights = [p.detach().flatten().double() for p in module.parameters(recurse=False) if p.ndim >= 2]
+        if not hasattr(module, "reset_parameters") or not weights or sum(len(w) for w in weights) < FRESH_MIN_WEIGHTS:
+            return None
+        fresh = copy.deepcopy(module)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            fresh.reset_parameters()  # type: ignore[operator]
+        drawn = [p.detach().flatten().double() for p in fresh.parameters(recurse=False) if p.ndim >= 2]
+        return float(stats.ks_2samp(torch.cat(weights).cpu().numpy(), torch.cat(drawn).cpu().numpy()).pvalue)

@@ -24,9 +24,9 @@ from tunesmith.diagnosis.base import Check, Skip, measured, register_check
 from tunesmith.diagnosis.context import Context
 from tunesmith.diagnosis.finding import Finding, fmt, series
 from tunesmith.diagnosis.shortrun import RunRecord, short_run
+from tunesmith.diagnosis.targets import accuracy
 from tunesmith.errors import BadInput
 from tunesmith.repro import seed_everything
-from tunesmith.train.losses import outputs_to_predictions
 from tunesmith.train.optim import Schedule
 from tunesmith.train.trainer import probe_trainer
 
@@ -81,8 +81,7 @@ class CannotOverfitBatch(Check):
     tricks = ("T40", "T62")
 
     def run(self, ctx: Context) -> Finding:
-        if ctx.loss_error is not None:
-            raise Skip("the loss cannot be computed on the model's outputs (see loss_output_mismatch)")
+        ctx.require_loss()
         x, y = ctx.probe_batch(BATCH_ROWS)
         net = ctx.fresh_model()
         seed_everything(ctx.cfg.seed)
@@ -123,8 +122,7 @@ class CannotOverfitBatch(Check):
         if not torch.isfinite(out).all():
             return -math.inf
         if ctx.task == "classification":
-            pred, _ = outputs_to_predictions("classification", out.double().cpu().numpy().reshape(len(out), -1))
-            return float((pred == y.cpu().numpy()).mean())
+            return accuracy(out, y, ctx.loss_fn, ctx.family)
         target = y.reshape(len(y), -1).double()
         residual = (out.reshape(target.shape).double() - target).pow(2).sum()
         total = (target - target.mean(dim=0)).pow(2).sum()
@@ -226,7 +224,8 @@ class LrTooLow(Check):
 
     @staticmethod
     def _factors(ctx: Context) -> list[float]:
-        """LR multipliers to probe: the range test's suggestion (T31) when it is 10x higher, then 10x, 100x."""
+        """LR multipliers to probe: the range test's valley and slide suggestions (T31, the two rules fastai
+        found most reliable; the valley swings with the batch order) when 10x higher, then 10x, 100x."""
         from tunesmith.train.lr_find import lr_find
 
         net = ctx.fresh_model()
@@ -241,9 +240,8 @@ class LrTooLow(Check):
                 optimizer=ctx.make_optimizer(net),
                 seed=ctx.cfg.seed,
             )
-            suggested = found.suggestions["valley"] / ctx.lr
-            if suggested >= 10:
-                factors.insert(0, suggested)
+            suggested = sorted({found.suggestions[rule] / ctx.lr for rule in ("valley", "slide")})
+            factors[:0] = [f for f in suggested if f >= 10]
         except BadInput:  # the range test diverged too early to suggest anything
             pass
         finally:

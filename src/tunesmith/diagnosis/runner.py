@@ -3,7 +3,8 @@
 A check that does not apply raises `Skip(reason)`; a check that fails unexpectedly on an unusual
 model or data (an error inside user code it calls, say) is reported as `skipped` with the error,
 so one check can never take the others down. Each check's time includes the shared measurements
-(the short run, the probes) that it was the first to need.
+(the short run, the probes) that it was the first to need. On data with NaN/inf values every
+finding but `missing_values` says in its evidence that it ran on the imputed copy.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from tunesmith.diagnosis.base import Skip, check_ids, create_check
 from tunesmith.diagnosis.context import Context
@@ -44,5 +46,16 @@ def run_all(ctx: Context, checks: Sequence[str] | None = None) -> tuple[list[Fin
                 {"error": type(exc).__name__},
             )
         timings[check.id] = time.perf_counter() - started
-        findings.append(finding)
+        findings.append(_on_imputed_copy(ctx, finding))
     return findings, timings
+
+
+def _on_imputed_copy(ctx: Context, finding: Finding) -> Finding:
+    """Say in the evidence that a check ran on the imputed copy of sick data (missing_values reports the data)."""
+    sick = ctx.notes.get("nonfinite")
+    if not sick or finding.check == "missing_values" or finding.status == "skipped":
+        return finding
+    values = sum(s.get("values", 0) for s in sick.values())
+    rows = sum(s.get("target_rows", 0) for s in sick.values())
+    note = f"imputed copy: {values} NaN/inf inputs replaced by training medians, {rows} rows without a target dropped"
+    return replace(finding, evidence={**finding.evidence, "data": note})

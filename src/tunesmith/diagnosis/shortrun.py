@@ -77,6 +77,7 @@ def short_run(
     ctx: Context, *, lr_factor: float = 1.0, zero_inputs: bool = False, steps: int | None = None, evals: bool = True
 ) -> RunRecord:
     """Train a fresh copy for `steps` (default ctx.steps) at lr * lr_factor; `evals=False` skips the curves."""
+    ctx.require_loss()
     started = time.perf_counter()
     steps = steps or ctx.steps
     net = ctx.fresh_model()

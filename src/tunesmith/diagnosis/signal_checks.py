@@ -35,14 +35,21 @@ MIN_UNITS = 8
 SATURATED_SHARE = 0.5  # more than half of a layer's values sit at the rails
 
 
-def _relative(ctx: Context) -> np.ndarray:
-    """(layers,) median over recorded steps of |grad| / |weight| per weighted layer, forward order."""
+def _relative(ctx: Context) -> tuple[np.ndarray, list[str], list[str]]:
+    """(median over recorded steps of |grad| / |weight| per trained weighted layer, those layers, frozen ones).
+
+    A layer without trainable weights (requires_grad=False) gets no gradient by design: it is left
+    out, not read as a gradient of 0/0.
+    """
     run = ctx.run
-    if len(run.layers) < 2 or not len(run.grad_norms):
-        raise Skip("needs at least two weighted layers (Linear, Conv, RNN)")
+    trained = (run.weight_norms > 0).any(axis=0) if len(run.weight_norms) else np.zeros(len(run.layers), bool)
+    layers = [name for name, t in zip(run.layers, trained, strict=True) if t]
+    frozen = [name for name, t in zip(run.layers, trained, strict=True) if not t]
+    if len(layers) < 2 or not len(run.grad_norms):
+        raise Skip(f"needs at least two trained weighted layers (Linear, Conv, RNN); frozen: {len(frozen)}")
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel = run.grad_norms / np.where(run.weight_norms > 0, run.weight_norms, np.nan)
-    return np.nanmedian(np.where(np.isfinite(rel) | np.isnan(rel), rel, np.inf), axis=0)
+        rel = run.grad_norms[:, trained] / run.weight_norms[:, trained]
+    return np.median(np.where(np.isnan(rel), np.inf, rel), axis=0), layers, frozen
 
 
 @register_check
@@ -54,7 +61,7 @@ class VanishingGradients(Check):
     tricks = ("T65", "T11", "T14", "T18")
 
     def run(self, ctx: Context) -> Finding:
-        rel = _relative(ctx)
+        rel, layers, frozen = _relative(ctx)
         first, last = float(rel[0]), float(rel[-1])
         if not (math.isfinite(last) and last > 0):
             raise Skip("the last layer receives no finite gradient")
@@ -63,13 +70,14 @@ class VanishingGradients(Check):
             "value": ratio,
             "threshold": 1 / DEPTH_RATIO,
             "relative_gradients": series(rel),
-            "layers": ctx.run.layers,
+            "layers": layers,
+            "frozen_layers": frozen,
         }
         if ratio < 1 / DEPTH_RATIO:
             return self.found(
                 "warn",
-                f"Gradients vanish towards the input: {ctx.run.layers[0]} gets a relative gradient "
-                f"{measured(ratio, 1 / DEPTH_RATIO, above=False)} times {ctx.run.layers[-1]}'s, so it barely learns.",
+                f"Gradients vanish towards the input: {layers[0]} gets a relative gradient "
+                f"{measured(ratio, 1 / DEPTH_RATIO, above=False)} times {layers[-1]}'s, so it barely learns.",
                 advice="Use ReLU-family activations instead of sigmoid/tanh (T11), normalization layers (T14), "
                 "residual connections (T18) and a matching init (T13) (T65).",
                 **evidence,
@@ -87,7 +95,7 @@ class ExplodingGradients(Check):
 
     def run(self, ctx: Context) -> Finding:
         run = ctx.run
-        rel = _relative(ctx)
+        rel, layers, frozen = _relative(ctx)
         total = np.sqrt((run.grad_norms.astype(np.float64) ** 2).sum(axis=1))
         finite = total[np.isfinite(total)]
         growth = float(finite.max() / finite[0]) if len(finite) and finite[0] > 0 else 1.0
@@ -97,6 +105,7 @@ class ExplodingGradients(Check):
             "threshold": DEPTH_RATIO,
             "growth": growth,
             "gradient_norm": series(total),
+            "frozen_layers": frozen,
         }
         advice = (
             "Clip the gradient norm (T34: train.clip_norm=1.0), add normalization layers (T14), lower the "
@@ -119,7 +128,7 @@ class ExplodingGradients(Check):
                 depth / DEPTH_RATIO,
                 depth,
                 DEPTH_RATIO,
-                f"{run.layers[0]} gets a relative gradient {measured(depth, DEPTH_RATIO)} times {run.layers[-1]}'s",
+                f"{layers[0]} gets a relative gradient {measured(depth, DEPTH_RATIO)} times {layers[-1]}'s",
             ),
             (
                 largest / RELATIVE_LIMIT,

@@ -1,0 +1,96 @@
+"""Each finding's evidence is true on its own (issue 15, scope 7): on healthy setups the data checks report
+ok (or info), and their numbers match an independent computation from the rows the test itself holds."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from tests.doctor_cases.healthy_cases import tabular_mlp_sgd_momentum, tanh_regression_split_by_time_and_store
+from tunesmith.diagnosis import Diagnosis, doctor
+
+DATA_CHECKS = [
+    "missing_values",
+    "unscaled_inputs",
+    "unscaled_target",
+    "class_imbalance",
+    "duplicate_rows",
+    "conflicting_labels",
+    "outliers",
+    "train_val_duplicates",
+    "time_leakage",
+    "group_leakage",
+    "distribution_shift",
+    "frozen_layers",
+    "init_loss",
+]
+
+
+@pytest.fixture(scope="module")
+def regression() -> tuple[dict, Diagnosis]:
+    inputs = tanh_regression_split_by_time_and_store()
+    return inputs, doctor(**inputs, steps=20, checks=DATA_CHECKS)
+
+
+@pytest.fixture(scope="module")
+def classification() -> tuple[dict, Diagnosis]:
+    inputs = tabular_mlp_sgd_momentum()
+    return inputs, doctor(**inputs, steps=20, checks=DATA_CHECKS)
+
+
+def _robust_z(values: np.ndarray) -> float:
+    median = np.median(values, axis=0)
+    mad = np.median(np.abs(values - median), axis=0) * 1.4826
+    return float((np.abs(values - median) / mad).max())
+
+
+@pytest.mark.parametrize("setup", ["regression", "classification"])
+def test_healthy_data_checks_report_ok_or_info(setup, request) -> None:
+    _, diagnosis = request.getfixturevalue(setup)
+    applicable = [f for f in diagnosis.findings if f.status != "skipped"]
+    assert len(applicable) >= 9 and all(f.status in ("ok", "info") for f in applicable), [
+        (f.check, f.status) for f in applicable if f.status not in ("ok", "info")
+    ]
+
+
+def test_regression_evidence_matches_an_independent_computation(regression) -> None:
+    inputs, diagnosis = regression
+    (x, y), (xv, _) = inputs["train"], inputs["val"]
+    x, xv = x.astype(np.float64), xv.astype(np.float64)
+    assert diagnosis["unscaled_inputs"].evidence["value"] == pytest.approx(np.sqrt((x**2).mean(axis=0)).max())
+    assert diagnosis["unscaled_target"].evidence["value"] == pytest.approx(
+        math.sqrt(float(np.mean(y.astype(float) ** 2)))
+    )
+    assert diagnosis["outliers"].evidence["value"] == pytest.approx(
+        max(_robust_z(x), _robust_z(y.astype(np.float64)[:, None])), rel=1e-5
+    )
+    distances = [stats.ks_2samp(x[:, j], xv[:, j]).statistic for j in range(x.shape[1])]
+    assert diagnosis["distribution_shift"].evidence["value"] == pytest.approx(max(distances), rel=1e-6)
+    frame = pd.DataFrame(np.column_stack([x, y]))
+    assert diagnosis["duplicate_rows"].evidence["value"] == pytest.approx(frame.duplicated().mean())
+    t_train, t_val = inputs["time"]
+    assert diagnosis["time_leakage"].evidence["value"] == float(np.mean(t_val < t_train.max())) == 0.0
+    g_train, g_val = inputs["groups"]
+    assert diagnosis["group_leakage"].evidence["value"] == float(np.isin(g_val, g_train).mean()) == 0.0
+    assert diagnosis["init_loss"].evidence["expected"] == pytest.approx(float(np.mean(y.astype(float) ** 2)))
+    assert diagnosis["class_imbalance"].status == diagnosis["conflicting_labels"].status == "skipped"
+
+
+def test_classification_evidence_matches_an_independent_computation(classification) -> None:
+    inputs, diagnosis = classification
+    (x, y), (xv, _) = inputs["train"], inputs["val"]
+    counts = np.bincount(y)
+    imbalance = diagnosis["class_imbalance"].evidence
+    assert imbalance["counts"] == counts.tolist() and imbalance["classes"] == [0, 1, 2]
+    assert imbalance["value"] == pytest.approx(counts.min() / counts.sum() * 3)
+    train_rows = {row.tobytes() for row in x}
+    in_train = np.mean([row.tobytes() in train_rows for row in xv])
+    assert diagnosis["train_val_duplicates"].evidence["value"] == pytest.approx(in_train)
+    assert diagnosis["init_loss"].evidence["expected"] == pytest.approx(math.log(3))
+    assert diagnosis["outliers"].evidence["value"] == pytest.approx(_robust_z(x.astype(np.float64)), rel=1e-5)
+    assert diagnosis["frozen_layers"].status == "ok" and diagnosis["frozen_layers"].evidence["frozen_layers"] == []
+    assert diagnosis["unscaled_target"].status == "skipped"
