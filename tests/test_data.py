@@ -31,7 +31,8 @@ def test_time_column_gives_time_ordered_splits_and_is_not_a_feature(sales_csv: P
 
 def test_time_as_feature_keeps_the_column(sales_csv: Path) -> None:
     loaded = load_data(config(source=str(sales_csv), target="revenue", time="date", time_as_feature=True), seed=0)
-    assert "date" in loaded.raw.x.columns
+    assert {"date_year", "date_days"} <= set(loaded.raw.x.columns)  # the dates as numbers, never a category
+    assert loaded.cfg.dates == ["date"] and "It is the time column too" in loaded.notes["inferred"][0]
 
 
 def test_shuffled_split_of_time_stamped_rows_is_refused(sales_csv: Path) -> None:

@@ -76,6 +76,8 @@ def test_load_and_prepare_peak_under_three_times_the_float32_data(
     np.savez(tmp_path / "t.npz", x=x, y=(x[:, 0] > 0).astype(np.int64))
     del x
     data_bytes = rows * features * 4
+    np.savez(tmp_path / "warm.npz", x=rng.standard_normal((50, 2), dtype=np.float32), y=np.arange(50) % 2)
+    load_data(DataConfig(source=str(tmp_path / "warm.npz")), seed=0).prepare(0)  # imports are not the data's memory
     tracemalloc.start()  # numpy and pandas report their buffers to tracemalloc
     try:
         prep = load_data(DataConfig(source=str(tmp_path / "t.npz")), seed=0).prepare(0)

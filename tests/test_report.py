@@ -276,7 +276,7 @@ def test_cli_report_rewrites_the_page_and_refuses_what_is_not_a_run(tmp_path: Pa
 def test_sections_are_listed_in_page_order_and_users_append_after_them(tmp_path: Path) -> None:
     fit = ["summary", "recipe", "curves", "lr-schedule", "lr-find", "classification", "regression", "layers"]
     tune = ["tuning-stages", "tuning-axes", "tuning-curves", "tuning-importance", "tuning-parallel"]
-    assert list(SECTIONS) == [*fit, "compare", "doctor", "tuning", *tune]
+    assert list(SECTIONS) == ["failure", *fit, "compare", "doctor", "tuning", *tune]
 
     @register_section
     class Extra:

@@ -56,7 +56,8 @@ def test_unreachable_storage_retries_then_names_the_fix(tmp_path: Path) -> None:
 
 def test_worker_without_a_study_exits_2(tmp_path: Path) -> None:
     result = invoke("worker", "--storage", str(tmp_path / "none.journal"), "--study", "s1", "--quiet")
-    assert result.exit_code == 2 and "There is no study 's1'" in result.output
+    assert result.exit_code == 2 and "study 's1' is not there" in result.output
+    assert not (tmp_path / "none.journal").exists()  # a worker never creates an empty journal
 
 
 def _trials(journal: Path, study: str) -> list[optuna.trial.FrozenTrial]:

@@ -7,6 +7,7 @@ the fix, no traceback), 1 unexpected failure, 130 interrupted (the checkpoint al
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,15 +42,37 @@ def _err(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
 
 
+class _Echo(logging.Handler):
+    """Log records to the current stderr ("warning: ..." for warnings), as typer.echo writes them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = "warning: " if record.levelno >= logging.WARNING else ""
+        typer.echo(prefix + record.getMessage(), err=True)
+
+
+def _log_to_stderr(level: int) -> None:
+    """Every command shows tunesmith's warnings (what it inferred from the data, what it ignored)."""
+    logger = logging.getLogger("tunesmith")
+    if not any(isinstance(h, _Echo) for h in logger.handlers):
+        logger.addHandler(_Echo())
+    logger.setLevel(level)
+
+
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn tunesmith's documented errors into exit codes with one paragraph and no traceback."""
     from tunesmith.errors import BadInput, TrainingDiverged
 
+    _log_to_stderr(logging.WARNING)
     try:
         yield
     except (BadInput, TrainingDiverged) as exc:
         _err(str(exc))
+        raise typer.Exit(2) from None
+    except OSError as exc:  # a user-given path that cannot be read or written: name it, no traceback
+        if exc.filename is None:
+            raise
+        _err(f"Cannot use {exc.filename}: {exc.strerror or exc}. Check the path and its permissions.")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         _err("Interrupted. Finished epochs are checkpointed: run the same command with --resume to continue.")
@@ -92,6 +115,7 @@ def fit(
 
         if resume and out is None:
             raise _bad("--resume needs --out DIR: the run directory to continue.")
+        _out_dir(out)
         overrides = _overrides(
             set_,
             data=data,
@@ -125,8 +149,10 @@ def predict(
     with _user_errors():
         from tunesmith.prediction import output_format, write_predictions
         from tunesmith.prediction import predict as run_predict
+        from tunesmith.validate import output_file
 
-        output_format(out)  # a bad --out fails before any work
+        output_file(out)  # a bad --out fails before any work
+        output_format(out)
         frame = run_predict(run_dir, data, device=device)
         write_predictions(frame, out)
         typer.echo(f"{out}: {len(frame)} rows ({', '.join(frame.columns[:4])}{', ...' if frame.shape[1] > 4 else ''})")
@@ -165,6 +191,7 @@ def compare(
         from tunesmith.comparison import compare as run_compare
         from tunesmith.comparison import parse_vary
 
+        _out_dir(out)
         overrides = _overrides(
             set_,
             data=data,
@@ -216,6 +243,7 @@ def lr_find(
         from tunesmith.runsetup import RunSetup
         from tunesmith.train.lr_find import lr_find as range_test
 
+        _out_dir(out)
         chosen = make_recipe(recipe, overrides=_overrides(set_, data=data, target=target, time=time, group=group))
         setup = RunSetup.build(chosen)  # the model `fit` would train, on its training rows
         cfg, first = setup.recipe.train, chosen.train.seed
@@ -244,14 +272,7 @@ StorageOpt = Annotated[
 
 def _log_progress(quiet: bool) -> None:
     """tunesmith's INFO log lines (plan, one line per trial, decisions) go to stderr unless --quiet."""
-    import logging
-
-    logger = logging.getLogger("tunesmith")
-    if not quiet and not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    _log_to_stderr(logging.WARNING if quiet else logging.INFO)
 
 
 @app.command()
@@ -277,8 +298,11 @@ def tune(
     with _user_errors():
         from tunesmith.fitting import summary_line
         from tunesmith.tuning.study import tune as run_tune
+        from tunesmith.validate import finite
 
         _log_progress(quiet)
+        _out_dir(out)
+        finite("--timeout", timeout, positive=True)
         overrides = _overrides(set_, data=data, target=target, time=time, group=group, seed=seed)
         try:
             result = run_tune(
@@ -317,7 +341,10 @@ def worker(
         import time as clock
 
         from tunesmith.tuning.worker import join
+        from tunesmith.validate import finite
 
+        finite("--timeout", timeout, positive=True)
+        finite("--wait", wait)
         _log_progress(quiet)
         deadline = None if timeout is None else clock.time() + timeout
         if not join(storage, study, deadline=deadline, wait=wait):
@@ -349,6 +376,7 @@ def doctor(
     with _user_errors():
         from tunesmith.diagnosis import doctor_recipe
 
+        _out_dir(out)
         overrides = _overrides(set_, data=data, target=target, time=time, group=group, lr=lr, batch_size=batch_size)
         if model is not None:
             overrides["model.custom"] = model
@@ -373,6 +401,14 @@ def report(
         from tunesmith.report import write_report
 
         typer.echo(write_report(run_dir))
+
+
+def _out_dir(out: Path | None) -> None:
+    """Every command's --out folder is checked before any work (nothing is half written)."""
+    if out is not None:
+        from tunesmith.validate import output_dir
+
+        output_dir(out)
 
 
 def _bad(message: str) -> Exception:

@@ -26,8 +26,14 @@ class TrainingDiverged(TunesmithError, FloatingPointError):
 
 
 def closest(name: str, candidates: Iterable[str]) -> str | None:
-    """The candidate most similar to `name`, or None when nothing is close (pip's did-you-mean)."""
-    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
+    """The candidate most similar to `name`, or None when nothing is close (pip's did-you-mean).
+
+    A candidate that differs only in case ("B" for "b") is the closest of all."""
+    options = list(candidates)
+    same = [c for c in options if c.casefold() == name.casefold()]
+    if same:
+        return same[0]
+    matches = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
     return matches[0] if matches else None
 
 

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from tunesmith.data import LoadedData, Prepared
-from tunesmith.errors import BadInput
+from tunesmith.errors import BadInput, TrainingDiverged
 from tunesmith.models import build_model
-from tunesmith.recipe import Recipe, load_recipe, make_recipe
+from tunesmith.recipe import Recipe, flatten, load_recipe, make_recipe
 from tunesmith.repro import environment
 from tunesmith.run import RunDir, default_run_dir, write_json
 from tunesmith.runsetup import RunSetup
@@ -69,7 +69,10 @@ def fit(
     run = RunDir(Path(out) if out is not None else default_run_dir("run"))
     if resume:
         run.check_resumable()
-        recipe = load_recipe(run.recipe)  # the resolved recipe the run started with
+        started_with = load_recipe(run.recipe)  # the resolved recipe the run started with
+        _check_unchanged(started_with, make_recipe(recipe, overrides=overrides, **shortcuts), run.path)
+        recipe = started_with
+        run.failed.unlink(missing_ok=True)
         if run.complete:
             log.info("%s is already complete; nothing to resume.", run.path)
             return _load_complete(run, recipe, model)
@@ -94,6 +97,13 @@ def fit(
     except BadInput:
         if created:  # bad input found late (e.g. a recipe/model mismatch): leave nothing behind
             shutil.rmtree(run.path, ignore_errors=True)
+        raise
+    except TrainingDiverged as exc:  # the epochs before it are the evidence: keep them, marked failed
+        write_json(run.failed, {"reason": "diverged", "message": str(exc)})
+        if report:
+            from tunesmith.report import write_report
+
+            write_report(run.path)
         raise
     best = min(range(len(folds)), key=lambda k: folds[k]["val"]["loss"])
     chosen = folds[best]
@@ -220,6 +230,19 @@ def _load_complete(run: RunDir, recipe: Recipe, model: nn.Module | None) -> FitR
     histories = sorted(run.path.glob("fold-*/history.csv")) or [run.path / "history.csv"]
     history = pd.concat([pd.read_csv(p) for p in histories], ignore_index=True)
     return FitResult(metrics, history, net, recipe, run.path)
+
+
+def _check_unchanged(started_with: Recipe, asked: Recipe, path: Path) -> None:
+    """--resume continues the run as it started: flags or a recipe that change a setting are refused."""
+    old = flatten(started_with.model_dump(mode="json"))
+    new = flatten(asked.model_dump(mode="json", exclude_unset=True))  # only what the flags or the recipe set
+    changed = [k for k, v in new.items() if v != old.get(k) and v not in ("auto", None)]  # auto: what the data said
+    if changed:
+        listing = "; ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed)
+        raise BadInput(
+            f"--resume continues the run in {path} with the settings it started with, but these differ: "
+            f"{listing}. Drop them to resume, or start a new run with another --out."
+        )
 
 
 def _name(recipe: Recipe) -> str:

@@ -28,7 +28,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from tunesmith.data.columns import ColumnPlan
 from tunesmith.data.preprocess import Preprocessor
+from tunesmith.data.sources import read_table
 from tunesmith.errors import BadInput, closest, must_be
 from tunesmith.models import build_model
 from tunesmith.recipe import Recipe, load_recipe
@@ -106,6 +108,10 @@ def predict(
     pre = loaded.preprocessor
     source = str(data) if isinstance(data, str | Path) else "the data"
     features = _read(data) if isinstance(data, str | Path) else data
+    if len(features) == 0:
+        raise BadInput(f"{source} holds no rows to predict (a header alone, or an empty array). Add rows.")
+    if isinstance(features, pd.DataFrame):  # text cells read as numbers, dates expanded: as in training
+        features = ColumnPlan.recorded(loaded.recipe.data).apply(features.rename(columns=str))
     if pre.state["kind"] == "tabular":
         x = pre.transform_x(_check_table(features, loaded, source=source))
     else:
@@ -154,7 +160,6 @@ def write_predictions(frame: pd.DataFrame, path: str | Path) -> None:
     """CSV/Parquet: one column per output; .npz: one array per column (loadable without pickle)."""
     path = Path(path)
     suffix = output_format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":
         frame.to_csv(path, index=False)
     elif suffix == ".parquet":
@@ -182,14 +187,7 @@ def _read(path: str | Path) -> pd.DataFrame | np.ndarray:
         return arrays["x"]
     if suffix not in TABLE_SUFFIXES:
         raise BadInput(f"Data file {path} has an unknown type {suffix!r}. Use .csv, .tsv, .parquet or .npz.")
-    try:
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-    except Exception as exc:  # pandas raises many types for unreadable files
-        raise BadInput(
-            f"Cannot read {path} as a table: {exc}. Check that it is a valid {suffix[1:].upper()} file."
-        ) from None
+    return read_table(path)[0]
 
 
 def _check_table(features: pd.DataFrame | np.ndarray, run: LoadedRun, *, source: str) -> pd.DataFrame:

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from tunesmith.errors import BadInput, closest
 from tunesmith.tuneconfig import TuneConfig
+from tunesmith.validate import Section, read_text
 
 __all__ = ["SHORTCUTS", "DataFacts", "Recipe", "load_recipe", "make_recipe", "resolve", "resolve_data"]
 
@@ -45,18 +46,14 @@ AugmentOp = Literal[
 ]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class AugmentConfig(_Section):
+class AugmentConfig(Section):
     """T06: label-preserving transforms of training batches (never of val/test)."""
 
     ops: list[AugmentOp] | Literal["auto"] = "auto"  # auto: rotate+translate+scale for images, none otherwise
     strength: float = Field(0.5, ge=0.0, le=1.0)  # one knob scales every op (tunable); 0 turns them off
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     source: str | None = None  # a CSV/Parquet/.npz file, an image folder, or a built-in set name
     target: str | None = None  # target column of a table
     time: str | None = None  # time column: splits respect time order, test = most recent rows (T51)
@@ -76,12 +73,21 @@ class DataConfig(_Section):
     outliers: Literal["keep", "clip"] = "keep"  # T03: clip to training quantiles (clip_quantile, 1-q)
     clip_quantile: float = Field(0.001, gt=0.0, lt=0.5)
     drop_duplicates: bool = True  # T03: exact duplicate rows dropped before splitting (no train/test copies)
+    numbers: list[str] | Literal["auto"] = "auto"  # text columns read as numbers; auto: mostly numbers (columns.py)
+    dates: list[str] | Literal["auto"] = "auto"  # columns expanded into date parts; auto: mostly dates (columns.py)
     max_categories: int = Field(20, ge=2)  # T02: one-hot up to this many levels, rarer ones pooled
     pad_pow2: bool | Literal["auto"] = "auto"  # T08: auto pads images to a power-of-two side (pools cleanly)
     augment: AugmentConfig = AugmentConfig()
 
+    @field_validator("cv")
+    @classmethod
+    def _folds(cls, cv: int) -> int:
+        if cv == 1:  # one "fold" is no cross-validation: refuse rather than record a CV that is not one
+            raise ValueError("0 (one hold-out validation split) or a number of folds >= 2")
+        return cv
 
-class ModelConfig(_Section):
+
+class ModelConfig(Section):
     family: Literal["auto", "mlp", "cnn", "rnn", "autoencoder"] = "auto"  # T10: auto from the input kind
     width: int | None = Field(None, ge=1)  # None: 256 units (mlp), 32 base channels (cnn), 64 (rnn)
     depth: int | None = Field(None, ge=1)  # None: 2 hidden layers (mlp), 3 stages (cnn), 1 layer (rnn)
@@ -105,7 +111,7 @@ class ModelConfig(_Section):
     pretrained: bool = False  # the custom model carries pretrained weights: fine-tuning defaults (T31)
 
 
-class EarlyStopConfig(_Section):
+class EarlyStopConfig(Section):
     """T43: stop when validation stops improving, but not prematurely."""
 
     patience: int | None = Field(10, ge=1)  # epochs without improvement; None disables early stopping
@@ -114,7 +120,7 @@ class EarlyStopConfig(_Section):
     restore_best: bool = True  # retrospective checkpoint selection: keep the best epoch's weights
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     epochs: int = Field(30, ge=1)
     batch_size: int | None = Field(None, ge=1)  # T07: None: 64 under 10k rows, 128 under 100k, else 256
     effective_batch_size: int | None = Field(None, ge=1)  # T33: gradient accumulation up to this size
@@ -133,7 +139,7 @@ class TrainConfig(_Section):
     step_every: int = Field(10, ge=1)  # step schedule: epochs between decays
     gamma: float = Field(0.1, gt=0.0, le=1.0)  # step/exponential/plateau decay factor
     early_stopping: EarlyStopConfig = EarlyStopConfig()
-    seed: int = 0  # T50: seeds Python, NumPy and torch; recorded with the run
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # T50: seeds Python, NumPy and torch; recorded with the run
     deterministic: bool = False  # T50: deterministic algorithms (slower on GPU)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # T54: auto takes a GPU when one is present
     threads: int | None = Field(None, ge=1)  # torch intra-op threads; None keeps torch's default
@@ -141,7 +147,7 @@ class TrainConfig(_Section):
     monitor: bool = True  # T65, T66: layers.csv from hooks on one batch per epoch; off saves that batch's overhead
 
 
-class Recipe(_Section):
+class Recipe(Section):
     name: str = "run"
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -177,7 +183,7 @@ def load_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None
         if not path.is_file():
             raise BadInput(f"Recipe file {path} does not exist. Pass the path of a YAML recipe.")
         try:
-            loaded = yaml.safe_load(path.read_text())
+            loaded = yaml.safe_load(read_text(path, "recipe file"))
         except yaml.YAMLError as exc:
             raise BadInput(f"Recipe file {path} is not valid YAML: {exc}. Fix the file and retry.") from None
         if loaded is not None and not isinstance(loaded, dict):
@@ -308,6 +314,8 @@ class DataFacts:
     input_shape: tuple[int, ...]  # one sample's shape after preprocessing
     n_outputs: int  # classes (classification), target columns (regression), features (reconstruction)
     split: str = "random"  # the split strategy chosen for these data (T51)
+    numbers: tuple[str, ...] = ()  # text columns read as numbers (data/columns.py)
+    dates: tuple[str, ...] = ()  # date columns expanded into numbers (data/columns.py)
 
 
 def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
@@ -317,15 +325,24 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
     pretrained = m.custom is not None and m.pretrained
     optimizer = t.optimizer if t.optimizer != "auto" else ("adam" if pretrained else "adamw")  # T30
     default_lr = 1e-5 if pretrained else (1e-2 if optimizer == "sgd" else 1e-3)  # T31
+    norm = m.norm if m.norm != "auto" else ("layer" if facts.kind == "sequence" else "batch")
+    batch_size = t.batch_size or _batch_size_for(facts.n_train)
+    if norm == "batch" and batch_size < 2 and m.custom is None:
+        raise BadInput(
+            "train.batch_size=1 cannot train with batch norm (model.norm=batch, the default for tables and "
+            "images, T14): it normalises over the rows of a batch. Use train.batch_size >= 2, or model.norm=layer."
+        )
     return recipe.model_copy(
         update={
-            "data": resolve_data(d, task=facts.task, kind=facts.kind, split=facts.split),
+            "data": resolve_data(
+                d, task=facts.task, kind=facts.kind, split=facts.split, numbers=facts.numbers, dates=facts.dates
+            ),
             "model": m.model_copy(
                 update={
                     "family": family,
                     "width": m.width or {"mlp": 256, "cnn": 32, "rnn": 64, "autoencoder": 128}[family],
                     "depth": m.depth or {"mlp": 2, "cnn": 3, "rnn": 1, "autoencoder": 2}[family],
-                    "norm": m.norm if m.norm != "auto" else ("layer" if facts.kind == "sequence" else "batch"),
+                    "norm": norm,
                     "init": m.init if m.init != "auto" else _init_for(m.activation),
                     "code_size": m.code_size or max(2, math.prod(facts.input_shape) // 4),
                 }
@@ -334,7 +351,7 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
                 update={
                     "optimizer": optimizer,
                     "lr": t.lr or default_lr,
-                    "batch_size": t.batch_size or _batch_size_for(facts.n_train),
+                    "batch_size": batch_size,
                     "schedule": t.schedule if t.schedule != "auto" else ("cosine" if pretrained else "onecycle"),
                 }
             ),
@@ -342,8 +359,16 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
     )
 
 
-def resolve_data(cfg: DataConfig, *, task: str, kind: str, split: str) -> DataConfig:
-    """The data section's rules; they need only what loading the data tells (task, kind, split)."""
+def resolve_data(
+    cfg: DataConfig,
+    *,
+    task: str,
+    kind: str,
+    split: str,
+    numbers: tuple[str, ...] | list[str] = (),
+    dates: tuple[str, ...] | list[str] = (),
+) -> DataConfig:
+    """The data section's rules; they need only what loading the data tells (task, kind, split, column reading)."""
     ops = cfg.augment.ops
     if ops == "auto":  # T06: geometric jitter is label-preserving for images; elsewhere it must be asked for
         ops = ["rotate", "translate", "scale"] if kind == "image" else []
@@ -355,6 +380,8 @@ def resolve_data(cfg: DataConfig, *, task: str, kind: str, split: str) -> DataCo
             "scale_target": task == "regression" if cfg.scale_target == "auto" else cfg.scale_target,  # T05
             "pad_pow2": kind == "image" if cfg.pad_pow2 == "auto" else cfg.pad_pow2,  # T08
             "augment": cfg.augment.model_copy(update={"ops": ops}),
+            "numbers": list(numbers) if cfg.numbers == "auto" else cfg.numbers,
+            "dates": list(dates) if cfg.dates == "auto" else cfg.dates,
         }
     )
 

@@ -7,6 +7,7 @@
     model.pt         the trained state_dict (weights_only)     at the end
     preprocess.json  fitted preprocessing, plain JSON          at the end
     metrics.json     final metrics                             LAST: its presence means complete
+    failed.json      {"reason", "message"} of a run that stopped on divergence: never complete
 
 With --cv K each fold has its own fold-K/ directory (history, checkpoint, model, fold.json) and
 the top level holds the aggregate and the best-validation fold's model.
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import BadInput
+from tunesmith.validate import output_dir
 
 __all__ = ["RunDir", "default_run_dir", "write_json"]
 
@@ -45,6 +47,7 @@ class RunDir:
     model = property(lambda self: self.path / "model.pt")
     preprocess = property(lambda self: self.path / "preprocess.json")
     env = property(lambda self: self.path / "env.json")
+    failed = property(lambda self: self.path / "failed.json")  # a run that stopped on an error (see fitting.py)
 
     @property
     def complete(self) -> bool:
@@ -55,6 +58,7 @@ class RunDir:
         return self.path if n_folds == 1 else self.path / f"fold-{k + 1}"
 
     def check_new(self) -> None:
+        output_dir(self.path, "The run directory")
         if self.path.exists() and any(self.path.iterdir()):
             state = "a complete run" if self.complete else "an unfinished run"
             raise BadInput(

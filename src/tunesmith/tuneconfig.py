@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from tunesmith.errors import closest
+from tunesmith.validate import Section
 
 if TYPE_CHECKING:
     import optuna
@@ -25,11 +26,7 @@ __all__ = ["ParamSpec", "TuneConfig"]
 Metric = Literal["auto", "loss", "accuracy", "f1_macro", "rmse", "mae", "r2"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class ParamSpec(_Section):
+class ParamSpec(Section):
     """One searched key: a float/int range (optionally log-scaled) or a list of choices."""
 
     type: Literal["float", "int", "categorical"]
@@ -102,7 +99,7 @@ class ParamSpec(_Section):
         return (value - self.low) / (self.high - self.low)
 
 
-class TuneConfig(_Section):
+class TuneConfig(Section):
     """How `tunesmith tune` searches (T52, T53). The storage URL is a CLI flag, never saved: it may hold a password."""
 
     space: dict[str, ParamSpec] | None = None  # None: the catalog's default space for the model family

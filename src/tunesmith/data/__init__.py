@@ -8,6 +8,7 @@ evaluation (held-out data is sacred).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,8 @@ from tunesmith.errors import BadInput
 from tunesmith.recipe import DataConfig, DataFacts, resolve_data
 
 __all__ = ["BUILTIN_SETS", "LoadedData", "Prepared", "Preprocessor", "RawData", "load_data"]
+
+log = logging.getLogger("tunesmith")
 
 MAX_CLASSES = 50  # an integer target with more distinct values than this is treated as regression
 
@@ -76,6 +79,8 @@ class LoadedData:
             input_shape=tuple(xt_tr.shape[1:]),
             n_outputs=pre.n_outputs,
             split=self.split,
+            numbers=tuple(self.cfg.numbers),
+            dates=tuple(self.cfg.dates),
         )
         return Prepared(
             xt_tr,
@@ -99,6 +104,8 @@ def load_data(cfg: DataConfig, *, seed: int) -> LoadedData:
     kind = cfg.kind if cfg.kind != "auto" else raw.kind
     task = _infer_task(cfg, raw)
     notes: dict[str, Any] = {"source": cfg.source, "rows": len(raw)}
+    if task == "classification":
+        _integral_labels(raw)
     if cfg.drop_duplicates and isinstance(raw.x, pd.DataFrame):  # T03: exact copies would straddle splits
         keep = ~_duplicated(raw.x, raw.y)
         notes["duplicates_dropped"] = int((~keep).sum())
@@ -113,32 +120,75 @@ def load_data(cfg: DataConfig, *, seed: int) -> LoadedData:
                 "learn. Check the --target column, or set data.task=regression for a numeric target."
             )
     split = choose_split(cfg, task, has_time=raw.time is not None, has_groups=raw.groups is not None)
+    if split == "group":
+        _check_groups(raw.groups, cfg, carve_test=raw.x_test is None and cfg.test_size > 0)  # type: ignore[arg-type]
     x_test, y_test = raw.x_test, raw.y_test
-    if x_test is None and cfg.test_size > 0:
-        dev, test = test_split(
+    try:
+        if x_test is None and cfg.test_size > 0:
+            dev, test = test_split(
+                split,
+                len(raw),
+                y=raw.y if task == "classification" else None,
+                time=raw.time,
+                groups=raw.groups,
+                size=cfg.test_size,
+                gap=cfg.gap,
+                seed=seed,
+            )
+            x_test, y_test = _take(raw.x, test), None if raw.y is None else raw.y[test]
+            raw = _subset(raw, dev)  # rebinding frees the full table: peak memory (tests/test_pipeline_memory.py)
+        folds = dev_folds(
             split,
-            len(raw),
-            y=raw.y if task == "classification" else None,
+            np.arange(len(raw)),
+            y=raw.y if split == "stratified" else None,
             time=raw.time,
             groups=raw.groups,
-            size=cfg.test_size,
-            gap=cfg.gap,
+            cfg=cfg,
             seed=seed,
         )
-        x_test, y_test = _take(raw.x, test), None if raw.y is None else raw.y[test]
-        raw = _subset(raw, dev)
-    folds = dev_folds(
-        split,
-        np.arange(len(raw)),
-        y=raw.y if split == "stratified" else None,
-        time=raw.time,
-        groups=raw.groups,
-        cfg=cfg,
-        seed=seed,
-    )
+        _check_folds(folds, cfg, len(raw))
+    except BadInput as exc:
+        dropped = notes.get("duplicates_dropped", 0)
+        if not dropped:
+            raise
+        raise BadInput(
+            f"{exc} ({dropped} of {notes['rows']} rows were dropped first as exact duplicates, T03; "
+            "data.drop_duplicates=false keeps them.)"
+        ) from None
     notes.update(dev_rows=len(raw), test_rows=0 if x_test is None else len(x_test), split=split)
-    resolved = resolve_data(cfg, task=task, kind=kind, split=split)
+    if raw.notes:
+        notes["inferred"] = raw.notes
+    resolved = resolve_data(cfg, task=task, kind=kind, split=split, **raw.inferred)
     return LoadedData(raw, task, kind, split, folds, x_test, y_test, classes, resolved, notes)
+
+
+def _check_folds(folds: list[Fold], cfg: DataConfig, n_dev: int) -> None:
+    for k, fold in enumerate(folds):
+        if len(fold.train) < 2:  # one row cannot train (batch norm refuses it) nor say anything
+            where = f"fold {k + 1}" if len(folds) > 1 else "the training split"
+            raise BadInput(
+                f"{where} of {cfg.source} holds {len(fold.train)} row(s) of {n_dev} development rows: too few "
+                "to train. Use more data, or smaller data.val_size / data.test_size."
+            )
+
+
+def _check_groups(groups: np.ndarray, cfg: DataConfig, *, carve_test: bool) -> None:
+    needed = max(cfg.cv, 2) + carve_test  # a group for every fold (train and validation) and the test split
+    found = len(np.unique(groups))
+    if found < needed:
+        count = "one group" if found == 1 else f"{found} groups"
+        raise BadInput(
+            f"The group column {cfg.group!r} of {cfg.source} holds {count}; a group split needs at least "
+            f"{needed} (no group may sit in two splits). Name a column with more groups, or drop --group."
+        )
+
+
+def _integral_labels(raw: RawData) -> None:
+    """Float class labels that are whole numbers (0.0/1.0) become integers: labels print as 0 and 1."""
+    for name in ("y", "y_test"):
+        y = getattr(raw, name)
+        if y is not None and np.issubdtype(np.asarray(y).dtype, np.floating) and np.all(np.mod(y, 1) == 0):
+            setattr(raw, name, np.asarray(y).astype(np.int64))
 
 
 def _infer_task(cfg: DataConfig, raw: RawData) -> str:
@@ -149,6 +199,14 @@ def _infer_task(cfg: DataConfig, raw: RawData) -> str:
     if raw.y is None:
         return "reconstruction"
     y = np.asarray(raw.y)
+    if y.ndim == 1 and np.issubdtype(y.dtype, np.floating) and set(np.unique(y)) == {0.0, 1.0}:
+        message = (
+            f"The target of {cfg.source} holds only 0/1 values: trained as two classes. "
+            "Set data.task=regression to fit them as numbers."
+        )
+        log.warning(message)
+        raw.notes.append(message)
+        return "classification"
     if y.ndim > 1 or np.issubdtype(y.dtype, np.floating):
         return "regression"
     if np.issubdtype(y.dtype, np.integer) and len(np.unique(y)) > MAX_CLASSES:
@@ -187,4 +245,6 @@ def _subset(raw: RawData, rows: np.ndarray) -> RawData:
         groups=pick(raw.groups),
         x_test=raw.x_test,
         y_test=raw.y_test,
+        inferred=raw.inferred,
+        notes=raw.notes,
     )

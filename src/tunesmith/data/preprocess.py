@@ -18,6 +18,7 @@ lines, the same code for training, evaluation and `predict`.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -172,18 +173,38 @@ def _fit_numeric(x: pd.DataFrame, numeric: list[Any], cfg: DataConfig) -> tuple[
         values[bad] = np.nan
         all_nan = np.isnan(values).all(axis=0)
         values[:, all_nan] = 0.0  # a column with no value at all is filled with 0
-        imputer = SimpleImputer(strategy=strategy, keep_empty_features=True).fit(values)
-        values = imputer.transform(values)
         lo, hi = np.full(len(block), -np.inf), np.full(len(block), np.inf)
-        if cfg.outliers == "clip":
-            lo, hi = np.quantile(values, [cfg.clip_quantile, 1 - cfg.clip_quantile], axis=0)
-            values = np.clip(values, lo, hi)
-        center, scale = _fit_scale(values, cfg.scale, StandardScaler, MinMaxScaler)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge values overflow: _check_scale names them
+            imputer = SimpleImputer(strategy=strategy, keep_empty_features=True).fit(values)
+            values = imputer.transform(values)
+            if cfg.outliers == "clip":
+                lo, hi = np.quantile(values, [cfg.clip_quantile, 1 - cfg.clip_quantile], axis=0)
+                values = np.clip(values, lo, hi)
+            center, scale = _fit_scale(values, cfg.scale, StandardScaler, MinMaxScaler)
+        _check_scale(block, values.min(axis=0), values.max(axis=0), center, scale, what="feature column(s)")
         for key, value in zip(stats, (imputer.statistics_, lo, hi, center, scale), strict=True):
             stats[key].append(value)
     if sum(n_bad) and cfg.impute == "none":
         raise _missing_error(sum(n_bad), "columns " + ", ".join(str(numeric[i]) for i in np.flatnonzero(n_bad)[:5]))
     return {key: np.concatenate(parts).tolist() for key, parts in stats.items()}, sum(n_bad)
+
+
+def _check_scale(
+    names: list[Any], low: np.ndarray, high: np.ndarray, center: np.ndarray, scale: np.ndarray, *, what: str
+) -> None:
+    """Statistics and scaled values must be finite float32 numbers: huge inputs are named, not blamed on the LR.
+
+    low, high: each column's smallest and largest value (no copy of the data is needed)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        reach = np.maximum(high - center, center - low) / scale  # the largest scaled value per column
+    bad = ~(np.isfinite(center) & np.isfinite(scale) & (reach < np.finfo(np.float32).max))
+    if bad.any():
+        cols = [names[i] for i in np.flatnonzero(bad)]
+        largest = float(np.nan_to_num(np.maximum(np.abs(low), np.abs(high))[bad], posinf=np.inf).max())
+        raise BadInput(
+            f"The {what} {', '.join(map(repr, cols[:5]))} hold values too large to scale in float32 "
+            f"(up to {largest:.3g}). Rescale them (e.g. log1p or divide by a constant) or drop them."
+        )
 
 
 def _fit_scale(values: np.ndarray, how: str, standard: Any, minmax: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -239,14 +260,23 @@ def _fit_array(x: np.ndarray, cfg: DataConfig, kind: str) -> dict[str, Any]:
     if bad.any() and cfg.impute == "none":
         raise _missing_error(int(bad.sum()), "array features")
     clean = np.where(bad, np.nan, x)
-    fill = np.nan_to_num(np.nanmedian(clean, axis=other))
-    if cfg.scale == "standard":
-        center, scale = np.nanmean(clean, axis=other), np.nanstd(clean, axis=other)
-    elif cfg.scale == "minmax":
-        center, scale = np.nanmin(clean, axis=other), np.nanmax(clean, axis=other) - np.nanmin(clean, axis=other)
-    else:
-        center, scale = np.zeros(x.shape[axis]), np.ones(x.shape[axis])
-    scale = np.where(np.nan_to_num(scale) > 0, scale, 1.0)
+    with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing channel: its statistics are 0 and 1
+        fill = np.nan_to_num(np.nanmedian(clean, axis=other))
+        low, high = np.nanmin(clean, axis=other).astype(np.float64), np.nanmax(clean, axis=other).astype(np.float64)
+        if cfg.scale == "standard":
+            center, scale = (
+                np.nanmean(clean, axis=other, dtype=np.float64),
+                np.nanstd(clean, axis=other, dtype=np.float64),
+            )
+        elif cfg.scale == "minmax":
+            center, scale = low, high - low
+        else:
+            center, scale = np.zeros(x.shape[axis]), np.ones(x.shape[axis])
+    center = np.nan_to_num(np.asarray(center), nan=0.0, posinf=np.inf, neginf=-np.inf)
+    scale = np.where(np.isnan(scale) | (scale == 0), 1.0, scale)
+    low, high = np.nan_to_num(low), np.nan_to_num(high)  # an all-missing channel: filled with 0
+    _check_scale(list(range(len(center))), low, high, center, scale, what="feature channel(s)")
     shape = list(x.shape[1:])
     pad = [0, 0]
     if kind == "image" and cfg.pad_pow2 is True:  # T08: power-of-two sides pool cleanly to 1x1
@@ -255,7 +285,7 @@ def _fit_array(x: np.ndarray, cfg: DataConfig, kind: str) -> dict[str, Any]:
     return {
         "axis": axis,
         "fill": fill.tolist(),
-        "center": np.nan_to_num(center).tolist(),
+        "center": center.tolist(),
         "scale": scale.tolist(),
         "pad": pad,
         "shape": shape,
@@ -293,6 +323,10 @@ def _fit_target(y: np.ndarray | None, *, task: str, classes: list[Any] | None, s
     values = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
     if not np.isfinite(values).all():
         raise BadInput("The regression target has NaN or infinite values; drop or fix those rows.")
-    center = values.mean(axis=0) if scale else np.zeros(values.shape[1])
-    spread = values.std(axis=0) if scale else np.ones(values.shape[1])
-    return {"center": center.tolist(), "scale": np.where(spread > 0, spread, 1.0).tolist()}
+    with np.errstate(over="ignore", invalid="ignore"):
+        center = values.mean(axis=0) if scale else np.zeros(values.shape[1])
+        spread = values.std(axis=0) if scale else np.ones(values.shape[1])
+    spread = np.where(spread > 0, spread, 1.0)
+    low, high = values.min(axis=0), values.max(axis=0)
+    _check_scale(list(range(values.shape[1])), low, high, center, spread, what="regression target column(s)")
+    return {"center": center.tolist(), "scale": spread.tolist()}

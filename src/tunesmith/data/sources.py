@@ -8,19 +8,28 @@ training split only (T01-T05).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+import logging
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from tunesmith.data.columns import plan_columns
 from tunesmith.errors import BadInput, closest
 from tunesmith.recipe import DataConfig
+from tunesmith.validate import file_encoding
+
+log = logging.getLogger("tunesmith")
 
 __all__ = ["BUILTIN_SETS", "RawData", "load_source"]
 
 BUILTIN_SETS = ("digits", "wine", "breast_cancer", "diabetes", "iris")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+GREY_MODES = ("L", "1", "I", "I;16", "F", "LA")
 
 Features = pd.DataFrame | np.ndarray
 
@@ -35,6 +44,8 @@ class RawData:
     groups: np.ndarray | None = None  # (N,) group ids of the declared group column
     x_test: Features | None = None  # a given test split, touched once at the end
     y_test: np.ndarray | None = None
+    inferred: dict[str, Any] = field(default_factory=dict)  # recipe fields the source decided (data.dates, ...)
+    notes: list[str] = field(default_factory=list)  # what was inferred, one sentence each (announced)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -75,20 +86,56 @@ def _builtin(name: str) -> RawData:
     return RawData(name, bunch.data, bunch.target.to_numpy(), "tabular")
 
 
-def _table(path: Path, cfg: DataConfig) -> RawData:
+def read_table(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """A CSV/TSV/Parquet file as a DataFrame, and what was inferred to read it (delimiter, encoding).
+
+    CSV text is decoded as `validate.file_encoding` says (UTF-8, or UTF-16/32 with a byte-order
+    mark); a CSV that reads as a single column is read again with the delimiter csv.Sniffer finds.
+    """
+    notes: list[str] = []
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+            return pd.read_parquet(path), notes
+        encoding = file_encoding(path)
+        sep = "\t" if path.suffix.lower() == ".tsv" else ","
+        frame = _read_csv(path, sep, encoding)
+        if frame.shape[1] == 1:
+            with open(path, encoding=encoding) as handle:
+                sample = handle.read(65536)
+            try:
+                sniffed = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+            except csv.Error:  # nothing found: a one-column table, reported by the caller
+                sniffed = sep
+            if sniffed != sep:
+                frame = _read_csv(path, sniffed, encoding)
+                notes.append(f"{path} is delimited by {sniffed!r}, not {sep!r}: read with {sniffed!r}.")
+    except UnicodeDecodeError as exc:
+        raise BadInput(
+            f"{path} is not {exc.encoding.upper()} text (byte {exc.start}). Save it as UTF-8 (or UTF-16 with a "
+            "byte-order mark)."
+        ) from None
     except Exception as exc:  # pandas raises many types for unreadable files
         raise BadInput(
             f"Cannot read {path} as a table: {exc}. Check that it is a valid {path.suffix.lstrip('.').upper()} file."
         ) from None
+    for note in notes:
+        log.warning(note)
+    return frame, notes
+
+
+def _read_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
+    with warnings.catch_warnings():  # mixed types across chunks: columns.py reads such columns as they are
+        warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+        return pd.read_csv(path, sep=sep, encoding=encoding)
+
+
+def _table(path: Path, cfg: DataConfig) -> RawData:
+    frame, notes = read_table(path)
     if frame.empty or frame.shape[1] < 2:
         raise BadInput(
             f"{path} holds no usable table ({frame.shape[0]} rows, {frame.shape[1]} columns). "
-            "A table needs a header, a target column and at least one feature column."
+            "A table needs a header, a target column and at least one feature column, separated by "
+            "commas (tabs in a .tsv)."
         )
     columns = list(frame.columns)
     target = cfg.target if cfg.target is not None else None
@@ -100,6 +147,12 @@ def _table(path: Path, cfg: DataConfig) -> RawData:
             hint = f" Did you mean {guess!r}?" if guess else ""
             raise BadInput(
                 f"The {role} column {col!r} is not in {path}.{hint} Columns: {', '.join(map(str, columns))}."
+            )
+    for role, col in (("time", cfg.time), ("group", cfg.group)):
+        if col == target:
+            raise BadInput(
+                f"The target column {target!r} of {path} is also the {role} column: a model cannot predict the "
+                f"column that orders or groups its rows. Name another --target or --{role} column."
             )
     y = frame[target].to_numpy()
     if pd.isna(y).any():
@@ -117,7 +170,23 @@ def _table(path: Path, cfg: DataConfig) -> RawData:
         groups = frame[cfg.group].astype(str).to_numpy()
         if not cfg.group_as_feature:
             drop.append(cfg.group)
-    return RawData(path.stem, frame.drop(columns=drop), y, "tabular", time=time, groups=groups)
+    features = frame.drop(columns=drop)
+    plan = plan_columns(features, source=str(path), numbers=cfg.numbers, dates=cfg.dates, time=cfg.time)
+    if len(plan.empty) == features.shape[1]:
+        raise BadInput(
+            f"Every feature column of {path} has no values ({', '.join(map(repr, plan.empty))}): there is "
+            "nothing to learn from. Check the file: values may sit under other headers."
+        )
+    return RawData(
+        path.stem,
+        plan.apply(features),
+        y,
+        "tabular",
+        time=time,
+        groups=groups,
+        inferred={"numbers": plan.numbers, "dates": plan.dates},
+        notes=notes + plan.notes,
+    )
 
 
 def _sortable(col: pd.Series, name: str, path: Path) -> np.ndarray:
@@ -146,7 +215,17 @@ def _npz(path: Path, cfg: DataConfig) -> RawData:
     if ("x_test" in arrays) != ("y_test" in arrays):
         raise BadInput(f"{path} has only one of x_test / y_test: give both or neither.")
     x, y = arrays["x"], arrays["y"]
+    for name, a in arrays.items():
+        if name.startswith("x") and (a.dtype.kind not in "biuf"):
+            raise BadInput(f"{name} in {path} holds {a.dtype} values; features must be real numbers (or booleans).")
+        if name.startswith("y") and (a.ndim > 2 or a.ndim == 0 or a.dtype.kind == "c"):
+            raise BadInput(
+                f"{name} in {path} has shape {a.shape} ({a.dtype}); targets are (rows,) labels or numbers, "
+                "or (rows, K) numbers."
+            )
     _check_lengths(x, y, path, "x", "y")
+    if len(x) == 0 or x.ndim < 2 or x[0].size == 0:
+        raise BadInput(f"x in {path} has shape {x.shape}: it needs at least one row and one feature.")
     kind = cfg.kind if cfg.kind != "auto" else {2: "tabular", 3: "sequence", 4: "image"}.get(x.ndim)
     if kind is None:
         raise BadInput(
@@ -154,15 +233,29 @@ def _npz(path: Path, cfg: DataConfig) -> RawData:
             "channels) or 4 (rows, channels, height, width)."
         )
     x_test, y_test = arrays.get("x_test"), arrays.get("y_test")
+    notes: list[str] = []
+    if cfg.task in ("auto", "classification") and _one_hot(y) and (y_test is None or _one_hot(y_test)):
+        y, y_test = y.argmax(axis=1), None if y_test is None else y_test.argmax(axis=1)
+        notes.append(
+            f"y in {path} is one-hot ({len(y)}, {arrays['y'].shape[1]}): read as {arrays['y'].shape[1]} classes "
+            "(argmax of each row). Set data.task=regression to fit the columns as numbers."
+        )
+        log.warning(notes[-1])
     if x_test is not None and y_test is not None:
         _check_lengths(x_test, y_test, path, "x_test", "y_test")
         if x_test.shape[1:] != x.shape[1:]:
             raise BadInput(
                 f"x_test in {path} has sample shape {x_test.shape[1:]}, x has {x.shape[1:]}: they must match."
             )
-    return RawData(
-        path.stem, _as_kind(x, kind), y, kind, x_test=None if x_test is None else _as_kind(x_test, kind), y_test=y_test
-    )
+    x_test = None if x_test is None else _as_kind(x_test, kind)
+    return RawData(path.stem, _as_kind(x, kind), y, kind, x_test=x_test, y_test=y_test, notes=notes)
+
+
+def _one_hot(y: np.ndarray) -> bool:
+    """(N, C >= 2) of 0/1 with exactly one 1 per row: class labels written one-hot."""
+    if y.ndim != 2 or y.shape[1] < 2 or not np.issubdtype(y.dtype, np.number):
+        return False
+    return bool(np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all())
 
 
 def _as_kind(x: np.ndarray, kind: str) -> Features:
@@ -184,7 +277,7 @@ def _check_lengths(x: np.ndarray, y: np.ndarray, path: Path, xn: str, yn: str) -
 
 
 def _image_folder(root: Path) -> RawData:
-    from PIL import Image  # pillow comes with matplotlib
+    from PIL import Image, UnidentifiedImageError  # pillow comes with matplotlib
 
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     files = [
@@ -198,12 +291,33 @@ def _image_folder(root: Path) -> RawData:
             f"The image folder {root} holds no images. Expected {root}/<class>/*.png (or .jpg), "
             "one sub-folder per class."
         )
-    with Image.open(files[0][0]) as first:
-        mode = "L" if first.mode in ("L", "1", "I", "I;16") else "RGB"
+
+    def unreadable(f: Path, exc: Exception) -> BadInput:
+        return BadInput(f"The image {f} cannot be read ({exc}). Delete or replace it, then retry.")
+
+    modes = []
+    for f, _ in files:  # headers only: opening decodes nothing
+        try:
+            with Image.open(f) as img:
+                modes.append(img.mode)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise unreadable(f, exc) from None
+    grey = sum(m in GREY_MODES for m in modes)
+    mode = "L" if grey == len(modes) else "RGB"  # the richer mode: colour is never dropped
+    notes = []
+    if 0 < grey < len(modes):
+        notes.append(
+            f"{root} mixes {grey} grey and {len(modes) - grey} colour images: the grey ones are read as RGB "
+            "(3 equal channels), so no colour is lost."
+        )
+        log.warning(notes[-1])
     images, sizes = [], set()
     for f, _ in files:
-        with Image.open(f) as img:
-            arr = np.asarray(img.convert(mode), dtype=np.float32)
+        try:
+            with Image.open(f) as img:
+                arr = np.asarray(img.convert(mode), dtype=np.float32)
+        except (UnidentifiedImageError, OSError) as exc:  # a truncated file fails only when decoded
+            raise unreadable(f, exc) from None
         sizes.add(arr.shape[:2])
         if len(sizes) > 1:
             raise BadInput(
@@ -213,4 +327,4 @@ def _image_folder(root: Path) -> RawData:
         images.append(arr if arr.ndim == 3 else arr[..., None])
     x = np.stack(images).transpose(0, 3, 1, 2) / 255.0  # (N, C, H, W) in [0, 1]
     labels = np.array([classes[i] for _, i in files])
-    return RawData(root.name, x.astype(np.float32), labels, "image")
+    return RawData(root.name, x.astype(np.float32), labels, "image", notes=notes)

@@ -123,6 +123,11 @@ def _holdout(
 ) -> tuple[np.ndarray, np.ndarray]:
     if size == 0:
         return rows, rows[:0]
+    if len(rows) < 2:
+        raise BadInput(
+            f"Cannot hold out {size:.0%} of {len(rows)} row(s): a split needs at least 2 rows (one on each side). "
+            "Use more data."
+        )
     try:
         if split == "time":
             assert time is not None  # choose_split guarantees it
@@ -138,7 +143,19 @@ def _holdout(
                 rows, test_size=size, random_state=seed, stratify=y if split == "stratified" else None
             )
     except ValueError as exc:
-        raise BadInput(f"Cannot hold out {size:.0%} of {len(rows)} rows with a {split} split: {exc}") from None
+        reason = str(exc)
+        if split == "stratified" and y is not None:  # say it in the data's terms, not scikit-learn's
+            labels, counts = np.unique(y, return_counts=True)
+            rarest = labels[counts.argmin()]
+            rarest = rarest.item() if isinstance(rarest, np.generic) else rarest  # np.int64(0) prints as 0
+            reason = (
+                f"each of the {len(labels)} classes needs a row on both sides, and the rarest "
+                f"({rarest!r}) has {counts.min()} of {len(rows)} rows"
+            )
+        raise BadInput(
+            f"Cannot hold out {size:.0%} of {len(rows)} rows with a {split} split: {reason}. "
+            "Use more data, other split sizes (data.val_size, data.test_size), or data.split=random."
+        ) from None
     if len(kept) == 0 or len(out) == 0:
         raise BadInput(
             f"Holding out {size:.0%} of {len(rows)} rows (gap {gap}) leaves an empty split. "

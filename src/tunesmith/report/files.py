@@ -34,6 +34,7 @@ class RunFiles:
     tuning = cached_property(lambda self: self._json("tuning.json"))
     findings = cached_property(lambda self: self._json("findings.json"))
     compare = cached_property(lambda self: self._json("compare.json"))
+    failed = cached_property(lambda self: self._json("failed.json"))
 
     @cached_property
     def recipe(self) -> dict[str, Any] | None:

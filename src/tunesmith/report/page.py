@@ -27,6 +27,7 @@ from tunesmith.report.search import (
 from tunesmith.report.sections import (
     ClassReport,
     Curves,
+    Failure,
     Layers,
     LearningRate,
     RangeTest,
@@ -47,6 +48,7 @@ class Section(Protocol):
 
 
 BUILT_IN: tuple[type[Section], ...] = (
+    Failure,
     Summary,
     RecipeChoices,
     Curves,

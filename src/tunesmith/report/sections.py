@@ -22,6 +22,7 @@ from tunesmith.report.tricks import TRICK_NAMES, trick_for
 __all__ = [
     "ClassReport",
     "Curves",
+    "Failure",
     "Layers",
     "LearningRate",
     "RangeTest",
@@ -33,6 +34,25 @@ __all__ = [
 
 def _trick(tid: str | None) -> str:
     return f"{tid} {TRICK_NAMES.get(tid, '')}".strip() if tid else "—"
+
+
+class Failure:
+    """A run that stopped before metrics.json (failed.json): said first, so no curve reads as a result."""
+
+    name = "failure"
+    title = "This run failed"
+
+    def applies(self, run: RunFiles) -> bool:
+        return run.failed is not None
+
+    def render(self, run: RunFiles) -> Markup:
+        failed = run.failed
+        before = "The curves below show the epochs before it stopped; t" if run.histories else "T"
+        return note(
+            f"This run failed ({failed.get('reason', 'error')}): {failed.get('message', '')} "
+            f"{before}here are no final metrics.",
+            css="error",
+        )
 
 
 class Summary:

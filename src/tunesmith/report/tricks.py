@@ -62,6 +62,8 @@ RECIPE_TRICKS = {
     "data.outliers": "T03",
     "data.clip_quantile": "T03",
     "data.drop_duplicates": "T03",
+    "data.numbers": "T01",  # stray text in a numeric column: missing, imputed
+    "data.dates": "T02",  # dates as numbers, never one-hot categories
     "data.max_categories": "T02",
     "data.pad_pow2": "T08",
     "data.augment": "T06",

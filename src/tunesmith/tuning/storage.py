@@ -36,6 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tunesmith.errors import BadInput
 from tunesmith.tuneconfig import TuneConfig
 from tunesmith.tuning.samplers import without_experimental_warnings
+from tunesmith.validate import output_file
 
 __all__ = ["JOURNAL", "HeartbeatJournal", "open_storage", "redact"]
 
@@ -81,10 +82,12 @@ def open_storage(url: str | None, *, run_dir: Path | None, workers: int, cfg: Tu
     with without_experimental_warnings():
         retry = RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retry)
     if url is None or url.endswith(".journal"):
-        path = Path(url) if url is not None else Path(run_dir or ".") / JOURNAL
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = Path(run_dir or ".") / JOURNAL if url is None else output_file(Path(url), "--storage")
+        path.parent.mkdir(parents=True, exist_ok=True)  # the run directory's journal: fit creates the run
         return HeartbeatJournal(path, interval=cfg.heartbeat_interval, grace=cfg.grace_period, on_stale=retry)
     scheme = urlsplit(url).scheme.split("+")[0]
+    if scheme == "sqlite" and url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        output_file(Path(url.removeprefix("sqlite:///")), "--storage")  # SQLite creates the file, not its folder
     if scheme == "sqlite" and workers > 1:
         raise BadInput(
             f"--storage {redact(url)} is SQLite, which is not safe for {workers} parallel workers (it locks "

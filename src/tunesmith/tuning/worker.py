@@ -30,6 +30,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import optuna
@@ -345,12 +346,27 @@ def join(url: str, name: str, *, deadline: float | None = None, workers: int = 1
     """
     from tunesmith.tuning.storage import open_storage
 
+    _wait_for_journal(url, name, until=time.time() + wait)
     store = open_storage(url, run_dir=None, workers=workers, cfg=TuneConfig.model_validate({}))
     meta = _wait_for(store, name, until=time.time() + wait)
     if meta is not None and meta.recipe.tune != TuneConfig.model_validate({}):
         store = open_storage(url, run_dir=None, workers=workers, cfg=meta.recipe.tune)
     with graceful_stop() as stop:
         return run_worker(store, name, deadline=deadline, stop=stop)
+
+
+def _wait_for_journal(url: str, name: str, *, until: float) -> None:
+    """A journal file is created by `tune`: a worker never creates an empty one for a study that is not there."""
+    if not url.endswith(".journal"):
+        return
+    path = Path(url)
+    while not path.is_file() and time.time() < until:
+        time.sleep(POLL)
+    if not path.is_file():
+        raise BadInput(
+            f"--storage {path} does not exist, so study {name!r} is not there. Start the study with "
+            f"`tunesmith tune --storage {path}`, or give the worker --wait SECONDS to wait for it."
+        )
 
 
 def _wait_for(store: BaseStorage, name: str, *, until: float) -> Meta | None:
