@@ -187,7 +187,10 @@ def _read(path: str | Path) -> pd.DataFrame | np.ndarray:
         return arrays["x"]
     if suffix not in TABLE_SUFFIXES:
         raise BadInput(f"Data file {path} has an unknown type {suffix!r}. Use .csv, .tsv, .parquet or .npz.")
-    return read_table(path)[0]
+    frame, notes = read_table(path)
+    for note in notes:
+        log.warning(note)
+    return frame
 
 
 def _check_table(features: pd.DataFrame | np.ndarray, run: LoadedRun, *, source: str) -> pd.DataFrame:

@@ -104,6 +104,8 @@ def load_data(cfg: DataConfig, *, seed: int) -> LoadedData:
     kind = cfg.kind if cfg.kind != "auto" else raw.kind
     task = _infer_task(cfg, raw)
     notes: dict[str, Any] = {"source": cfg.source, "rows": len(raw)}
+    for note in raw.notes:  # what the source and the task inference decided, said once
+        log.warning(note)
     if task == "classification":
         _integral_labels(raw)
     if cfg.drop_duplicates and isinstance(raw.x, pd.DataFrame):  # T03: exact copies would straddle splits
@@ -204,7 +206,6 @@ def _infer_task(cfg: DataConfig, raw: RawData) -> str:
             f"The target of {cfg.source} holds only 0/1 values: trained as two classes. "
             "Set data.task=regression to fit them as numbers."
         )
-        log.warning(message)
         raw.notes.append(message)
         return "classification"
     if y.ndim > 1 or np.issubdtype(y.dtype, np.floating):

@@ -11,14 +11,13 @@ preprocessing, the feature columns of a table are read as what they hold:
   the split stays as it was: `--time COL` gives time-ordered splits (T51);
 - a column without a single value: dropped (it carries nothing).
 
-Each inference is announced (a warning and the run's metrics.json "data" notes) and recorded in
+Each inference is announced (`load_data` logs it as a warning; metrics.json "data" notes) and recorded in
 the resolved recipe (`data.numbers`, `data.dates`), so `predict` reads new rows the same way; the
 recipe fields override it (`--set data.dates=[]` keeps every column as pandas read it).
 """
 
 from __future__ import annotations
 
-import logging
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +28,6 @@ import pandas as pd
 from tunesmith.recipe import DataConfig
 
 __all__ = ["DATE_PARTS", "ColumnPlan", "expand_dates", "plan_columns"]
-
-log = logging.getLogger("tunesmith")
 
 NUMBER_SHARE = 0.8  # a text column whose filled cells are at least this share numbers holds numbers
 DATE_SHARE = 0.9  # ... at least this share dates (in one format) holds dates
@@ -106,8 +103,6 @@ def plan_columns(
                 f"Column {str(col)!r} of {source} holds dates: expanded into the numbers {names} (never "
                 f"one-hot encoded). {split} --set data.dates=[] keeps it a category."
             )
-    for note in plan.notes:
-        log.warning(note)
     return plan
 
 

@@ -9,7 +9,6 @@ training split only (T01-T05).
 from __future__ import annotations
 
 import csv
-import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +21,6 @@ from tunesmith.data.columns import plan_columns
 from tunesmith.errors import BadInput, closest
 from tunesmith.recipe import DataConfig
 from tunesmith.validate import file_encoding
-
-log = logging.getLogger("tunesmith")
 
 __all__ = ["BUILTIN_SETS", "RawData", "load_source"]
 
@@ -118,8 +115,6 @@ def read_table(path: Path) -> tuple[pd.DataFrame, list[str]]:
         raise BadInput(
             f"Cannot read {path} as a table: {exc}. Check that it is a valid {path.suffix.lstrip('.').upper()} file."
         ) from None
-    for note in notes:
-        log.warning(note)
     return frame, notes
 
 
@@ -240,7 +235,6 @@ def _npz(path: Path, cfg: DataConfig) -> RawData:
             f"y in {path} is one-hot ({len(y)}, {arrays['y'].shape[1]}): read as {arrays['y'].shape[1]} classes "
             "(argmax of each row). Set data.task=regression to fit the columns as numbers."
         )
-        log.warning(notes[-1])
     if x_test is not None and y_test is not None:
         _check_lengths(x_test, y_test, path, "x_test", "y_test")
         if x_test.shape[1:] != x.shape[1:]:
@@ -310,7 +304,6 @@ def _image_folder(root: Path) -> RawData:
             f"{root} mixes {grey} grey and {len(modes) - grey} colour images: the grey ones are read as RGB "
             "(3 equal channels), so no colour is lost."
         )
-        log.warning(notes[-1])
     images, sizes = [], set()
     for f, _ in files:
         try:
