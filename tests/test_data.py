@@ -110,6 +110,20 @@ def test_rare_levels_pool_into_other(tmp_path: Path) -> None:
     assert prep.x_train.shape[1] == 5  # 4 frequent levels + "other"
 
 
+def test_numeric_codes_named_categorical_are_one_hot_encoded(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"maker": rng.integers(0, 6, 300), "km": rng.normal(size=300), "y": rng.normal(size=300)})
+    path = tmp_path / "cars.csv"
+    frame.to_csv(path, index=False)
+    as_number = load_data(config(source=str(path), target="y"), seed=0).prepare(0)
+    as_codes = load_data(config(source=str(path), target="y", categorical=["maker"]), seed=0).prepare(0)
+    assert as_number.x_train.shape[1] == 2 and as_codes.x_train.shape[1] == 7  # 6 makers one-hot + km
+    one_hot = as_codes.x_train[:, 1:]  # numeric columns first, then each categorical column's levels
+    assert set(np.unique(one_hot)) == {0.0, 1.0} and (one_hot.sum(axis=1) == 1).all()
+    with pytest.raises(BadInput, match=r"data\.categorical names 'make'"):
+        load_data(config(source=str(path), target="y", categorical=["make"]), seed=0).prepare(0)
+
+
 def test_npz_with_given_test_split_and_sequences(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     path = tmp_path / "s.npz"

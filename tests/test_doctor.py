@@ -168,4 +168,4 @@ def test_registry_rejects_duplicates_and_suggests_names() -> None:
 
     with pytest.raises(BadInput, match="Did you mean 'dead_units'"):
         create_check("dead_unit")
-    assert len(check_ids()) == 33
+    assert len(check_ids()) == 36

@@ -21,7 +21,10 @@ DATA_CHECKS = [
     "duplicate_rows",
     "conflicting_labels",
     "outliers",
+    "constant_columns",
+    "category_codes",
     "train_val_duplicates",
+    "multi_column_leakage",
     "time_leakage",
     "group_leakage",
     "distribution_shift",
@@ -94,3 +97,53 @@ def test_classification_evidence_matches_an_independent_computation(classificati
     assert diagnosis["outliers"].evidence["value"] == pytest.approx(_robust_z(x.astype(np.float64)), rel=1e-5)
     assert diagnosis["frozen_layers"].status == "ok" and diagnosis["frozen_layers"].evidence["frozen_layers"] == []
     assert diagnosis["unscaled_target"].status == "skipped"
+
+
+def test_constant_columns_evidence_is_the_share_of_validation_rows_that_differ() -> None:
+    from tests.doctor_cases.planted_data import sensor_switched_on_after_the_split_date
+
+    inputs = sensor_switched_on_after_the_split_date()
+    finding = doctor(**inputs, steps=20, checks=["constant_columns"])["constant_columns"]
+    (x, _), (xv, _) = inputs["train"], inputs["val"]
+    constant = [j for j in range(x.shape[1]) if np.ptp(x[:, j]) == 0]
+    assert finding.status == "warn" and finding.evidence["constant"] == [f"x[{j}]" for j in constant] == ["x[3]"]
+    assert finding.evidence["varying_in_validation"] == {"x[3]": pytest.approx(float((xv[:, 3] != x[0, 3]).mean()))}
+
+
+def test_category_codes_evidence_matches_group_means_and_a_cubic_fit() -> None:
+    from sklearn.metrics import r2_score
+
+    from tests.doctor_cases.planted_reports import car_maker_fed_as_one_number
+
+    inputs = car_maker_fed_as_one_number()
+    finding = doctor(**inputs, steps=20, checks=["category_codes"])["category_codes"]
+    (x, y), (xv, yv) = inputs["train"], inputs["val"]
+    code, code_val = x[:, 0].astype(np.float64), xv[:, 0].astype(np.float64)
+    means = pd.Series(y[:, 0].astype(np.float64)).groupby(code).mean()
+    levels_r2 = r2_score(yv[:, 0], means.reindex(code_val).to_numpy())
+    z, zv = ((c - code.mean()) / code.std() for c in (code, code_val))
+    cubic = np.polyval(np.polyfit(z, y[:, 0].astype(np.float64), 3), zv)
+    column = finding.evidence["columns"][0]
+    assert finding.status == "warn" and column["feature"] == "x[0]" and column["levels"] == 20
+    assert column["levels_score"] == pytest.approx(levels_r2, rel=1e-6)
+    assert column["smooth_score"] == pytest.approx(r2_score(yv[:, 0], cubic), rel=1e-6)
+    assert finding.evidence["value"] == pytest.approx(levels_r2 - r2_score(yv[:, 0], cubic), rel=1e-6)
+
+
+def test_multi_column_leakage_evidence_matches_scikit_learns_linear_regression() -> None:
+    from sklearn.linear_model import LinearRegression
+
+    from tests.doctor_cases.planted_leakage import length_of_stay_from_admission_and_discharge
+
+    inputs = length_of_stay_from_admission_and_discharge()
+    finding = doctor(**inputs, steps=20, checks=["multi_column_leakage"])["multi_column_leakage"]
+    (x, y), (xv, yv) = inputs["train"], inputs["val"]
+
+    def held_out_r2(columns: list[str]) -> float:
+        return LinearRegression().fit(x[columns], y).score(xv[columns], yv)
+
+    leak, honest = ["admission_day", "discharge_day"], ["age", "severity"]
+    assert finding.status == "fail" and finding.evidence["columns"] == leak
+    assert finding.evidence["value"] == pytest.approx(held_out_r2(leak), rel=1e-6)
+    assert finding.evidence["others"] == pytest.approx(held_out_r2(honest), rel=1e-6)
+    assert finding.evidence["together"] == pytest.approx(held_out_r2(leak + honest), rel=1e-6)

@@ -76,6 +76,7 @@ class DataConfig(Section):
     numbers: list[str] | Literal["auto"] = "auto"  # text columns read as numbers; auto: mostly numbers (columns.py)
     dates: list[str] | Literal["auto"] = "auto"  # columns expanded into date parts; auto: mostly dates (columns.py)
     max_categories: int = Field(20, ge=2)  # T02: one-hot up to this many levels, rarer ones pooled
+    categorical: list[str] = Field(default_factory=list)  # T02: numeric columns of category codes (zip, maker): one-hot
     pad_pow2: bool | Literal["auto"] = "auto"  # T08: auto pads images to a power-of-two side (pools cleanly)
     augment: AugmentConfig = AugmentConfig()
 

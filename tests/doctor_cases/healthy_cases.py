@@ -174,6 +174,24 @@ def regression_with_negative_targets():
     }
 
 
+@healthy(kind="tabular")
+@seeded
+def house_prices_with_counts_and_a_one_hot_district():
+    """Counts (rooms 1-8, floor 0-12) whose effect is smooth, a district one-hot encoded properly (one rare
+    district), and the price in log units: few-valued columns that are measurements, not codes."""
+    rng = np.random.default_rng(2)
+    n = 800
+    rooms, floor, area = rng.integers(1, 9, n), rng.integers(0, 13, n), rng.gamma(4.0, 20.0, n)
+    district = rng.choice(4, n, p=[0.45, 0.3, 0.245, 0.005])
+    log_price = 0.25 * rooms + 0.04 * floor - 0.002 * floor**2 + 0.01 * area + np.array([0, 0.3, -0.2, 0.5])[district]
+    log_price = log_price + 0.2 * rng.normal(size=n)
+    x = np.column_stack([rooms, floor, area, np.eye(4)[district]]).astype(np.float64)
+    y = ((log_price - log_price.mean()) / log_price.std()).astype(np.float32)[:, None]
+    (xt, yt), (xv, yv) = split(x, y)
+    xt[:, :3], xv[:, :3] = standardize(xt[:, :3], xv[:, :3])
+    return {"model": mlp(7, 1), "train": (xt.astype(np.float32), yt), "val": (xv.astype(np.float32), yv)}
+
+
 class TokenBag(nn.Module):
     """Token ids (B, T) int64 -> embedding (B, T, D) -> mean over time -> logits."""
 

@@ -169,6 +169,29 @@ def sensor_spikes():
     return api((x, y), val, GRUNet())
 
 
+# ---- constant_columns -----------------------------------------------------------------------------
+
+
+@planted("constant_columns", kind="tabular", fix=("T04",))
+@seeded
+def sensor_switched_on_after_the_split_date():
+    """A time split: the humidity sensor was installed later, so training rows hold its default 0 only."""
+    (x, y), (xv, yv) = tabular_regression()
+    x, xv = x.copy(), xv.copy()
+    x[:, 3] = 0.0
+    xv[:, 3] = np.random.default_rng(8).normal(0, 1, len(xv)).astype(np.float32)
+    return api((x, y[:, None]), (xv, yv[:, None]), mlp(6, 1))
+
+
+@planted("constant_columns", kind="sequence", fix=("T04",))
+@seeded
+def second_channel_recorded_only_for_validation():
+    (x, y), (xv, yv) = waves()
+    x = x.copy()
+    x[:, :, 1] = 0.0  # the second lead was unplugged while the training windows were recorded
+    return api((x, y), (xv, yv), GRUNet())
+
+
 # ---- unshuffled_batches ---------------------------------------------------------------------------
 
 

@@ -93,6 +93,42 @@ def target_appended_as_last_step():
     return api((x, y), (xv, yv), GRUNet(outputs=1))
 
 
+# ---- multi_column_leakage -------------------------------------------------------------------------
+
+
+@planted("multi_column_leakage", kind="tabular", fix=(), mention="discharge_day")
+@seeded
+def length_of_stay_from_admission_and_discharge():
+    """Predicting the length of a hospital stay with the discharge date among the features: discharge minus
+    admission is the target ("using 'hospital discharge date' to predict 'length of stay'",
+    https://news.lavx.hu/glossary/data-leakage). Neither date alone says much: patients arrive all year."""
+    rng = np.random.default_rng(9)
+    n = 600
+    age, severity = rng.normal(60, 15, n), rng.normal(0, 1, n)
+    stay = np.maximum(1.0, 5 + 2 * severity + 0.05 * (age - 60) + rng.normal(0, 2, n))
+    admission = rng.uniform(0, 365, n)
+    frame = pd.DataFrame(
+        {"age": age, "severity": severity, "admission_day": admission, "discharge_day": admission + stay}
+    )
+    x = standardize(frame.to_numpy(np.float64)[:450], frame.to_numpy(np.float64)[450:])
+    y = ((stay - stay.mean()) / stay.std()).astype(np.float32)[:, None]
+    names = list(frame.columns)
+    return api((pd.DataFrame(x[0], columns=names), y[:450]), (pd.DataFrame(x[1], columns=names), y[450:]), mlp(4, 1))
+
+
+@planted("multi_column_leakage", kind="tabular", fix=(), mention="label_b")
+@seeded
+def target_dummies_left_in_the_features():
+    """pd.get_dummies on the whole frame, target included: the label's own one-hot columns stay among the
+    features. One of them alone leaves two classes mixed; two of them give the third."""
+    (x, y), (xv, yv) = tabular()
+    names = [f"f{i}" for i in range(x.shape[1])] + ["label_a", "label_b", "label_c"]
+    with_dummies = [
+        pd.DataFrame(np.column_stack([a, np.eye(3, dtype=np.float32)[b]]), columns=names) for a, b in ((x, y), (xv, yv))
+    ]
+    return api((with_dummies[0], y), (with_dummies[1], yv), mlp(11, 3))
+
+
 # ---- time_leakage ----------------------------------------------------------------------------------
 
 

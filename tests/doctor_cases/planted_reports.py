@@ -370,3 +370,35 @@ def inputs_shuffled_without_their_labels():
 @seeded
 def inputs_shuffled_with_their_labels():
     return _shuffled(together=True)
+
+
+# ---- https://ai.stackexchange.com/questions/11914/how-should-i-encode-a-categorical-input -----------
+# "an input which can take one of 10 different unique values": one input normalised over its range, or
+# one-hot? The answer: for classes with no natural order ("the price of a car based on the
+# manufacturer"), one-hot encoding. Here the maker is fed as one standardized code.
+
+
+def _makers(one_hot: bool) -> dict[str, Any]:
+    rng = np.random.default_rng(11)
+    n, makers = 600, 20
+    maker = rng.integers(0, makers, n)
+    mileage, age = rng.normal(size=n), rng.normal(size=n)
+    price = rng.normal(0, 1, makers)[maker] - 0.4 * mileage - 0.3 * age + 0.2 * rng.normal(size=n)
+    code = (maker - maker.mean()) / maker.std()  # LabelEncoder, then standard scaling
+    encoded = np.eye(makers)[maker] if one_hot else code[:, None]
+    x = np.column_stack([encoded, mileage, age]).astype(np.float32)
+    y = ((price - price.mean()) / price.std()).astype(np.float32)[:, None]
+    cut = 450
+    return api((x[:cut], y[:cut]), (x[cut:], y[cut:]), mlp(x.shape[1], 1), optimizer="adam")
+
+
+@planted("category_codes", kind="tabular", fix=("T02",))
+@seeded
+def car_maker_fed_as_one_number():
+    return _makers(one_hot=False)
+
+
+@twin(car_maker_fed_as_one_number)
+@seeded
+def car_maker_one_hot_encoded():
+    return _makers(one_hot=True)

@@ -125,7 +125,17 @@ def _missing_error(n_bad: int, where: str) -> BadInput:
 def _fit_table(x: pd.DataFrame, cfg: DataConfig) -> dict[str, Any]:
     from sklearn.preprocessing import OneHotEncoder
 
-    numeric = [c for c in x.columns if pd.api.types.is_numeric_dtype(x[c]) and not pd.api.types.is_bool_dtype(x[c])]
+    unknown = [c for c in cfg.categorical if c not in x.columns]
+    if unknown:
+        raise BadInput(
+            f"data.categorical names {', '.join(map(repr, unknown))}, which the features lack. Feature columns: "
+            f"{', '.join(map(str, x.columns))}."
+        )
+    numeric = [
+        c
+        for c in x.columns
+        if c not in cfg.categorical and pd.api.types.is_numeric_dtype(x[c]) and not pd.api.types.is_bool_dtype(x[c])
+    ]
     categorical = [c for c in x.columns if c not in numeric]
     state: dict[str, Any] = {
         "columns": [str(c) for c in x.columns],

@@ -20,10 +20,13 @@ import numpy as np
 from tunesmith.diagnosis.base import Check, Skip, measured, register_check
 from tunesmith.diagnosis.context import Context
 from tunesmith.diagnosis.finding import Finding, fmt
+from tunesmith.diagnosis.probing import heldout_score, holdout, least_squares
 
 __all__ = [
+    "CategoryCodes",
     "ClassImbalance",
     "ConflictingLabels",
+    "ConstantColumns",
     "DuplicateRows",
     "MissingValues",
     "Outliers",
@@ -40,6 +43,10 @@ DUPLICATES = 0.05  # deepchecks' DataDuplicates default
 CONFLICTS = 0.01  # share of rows whose identical copies carry another label
 OUTLIER_WARN, OUTLIER_INFO = 100.0, 10.0  # robust z-scores: a unit mix-up / a heavy tail
 MAD_TO_SD = 1.4826  # MAD of a normal distribution times this is its standard deviation
+NEAR_CONSTANT = 0.99  # one value holds at least this share of a column's training rows
+UNSEEN_SHARE = 0.01  # validation rows holding a value a training-constant column never showed (a rare level: info)
+CODE_LEVELS = (5, 50)  # distinct values of a column that may hold category codes (4 levels fit a cubic exactly)
+CODE_GAIN = 0.1  # held-out score that per-level means add over a smooth (cubic) function of the code
 
 
 def _measurements(ctx: Context) -> None:
@@ -397,3 +404,141 @@ class Outliers(Check):
                 **evidence,
             )
         return self.ok(f"No far outliers (largest robust z {fmt(worst)}).", **evidence)
+
+
+@register_check
+class ConstantColumns(Check):
+    """Columns (channels) with one value in training: warn when > 1% of validation rows hold others, else info."""
+
+    id = "constant_columns"
+    group = "data"
+    tricks = ("T04",)
+
+    def run(self, ctx: Context) -> Finding:
+        values, names = ctx.channels("train")
+        lo, hi = values.min(axis=0), values.max(axis=0)
+        constant = np.flatnonzero(lo == hi)
+        top_share = np.array([np.unique(values[:, j], return_counts=True)[1].max() for j in range(values.shape[1])])
+        near = [names[j] for j in np.flatnonzero(top_share >= NEAR_CONSTANT * len(values)) if lo[j] < hi[j]]
+        varying: dict[str, float] = {}
+        if ctx.x_val is not None and len(constant):
+            val = ctx.channels("val")[0]
+            varying = {names[j]: float((val[:, j] != lo[j]).mean()) for j in constant if (val[:, j] != lo[j]).any()}
+        evidence: dict[str, Any] = {
+            "value": max(varying.values(), default=0.0),
+            "threshold": UNSEEN_SHARE,
+            "constant": [names[j] for j in constant][:20],
+            "near_constant": near[:20],
+            "varying_in_validation": varying,
+        }
+        advice = (
+            f"Drop {', '.join(varying)} or re-split so training sees their values (a feature added late, a sensor "
+            "switched on after the split date, a category only validation holds); fit scaling where they vary (T04)."
+        )
+        name, share = max(varying.items(), key=lambda kv: kv[1], default=("", 0.0))
+        if share > UNSEEN_SHARE:
+            return self.found(
+                "warn",
+                f"{len(varying)} column(s) are constant in training but vary in validation ({name}: {share:.1%} of the "
+                f"validation rows differ, {measured(share, UNSEEN_SHARE)}): the model never saw them move, so its "
+                "response to them is untrained and standardizing them divides by a zero spread.",
+                advice=advice,
+                **evidence,
+            )
+        if varying:
+            return self.found(
+                "info",
+                f"{len(varying)} column(s) are constant in training and differ on a few validation rows ({name}: "
+                f"{share:.1%}, a level training never showed).",
+                advice=advice,
+                **evidence,
+            )
+        if len(constant) or near:
+            what = ", ".join([*evidence["constant"], *evidence["near_constant"]][:5])
+            return self.found(
+                "info",
+                f"{len(constant)} constant and {len(near)} near-constant (one value in >= {NEAR_CONSTANT:.0%} of rows) "
+                f"columns ({what}): they carry little or no signal, and standardizing a near-constant column turns its "
+                "rare values into large inputs.",
+                advice="Drop columns that never vary; check that near-constant ones are not a broken feed "
+                "(scaling, T04, magnifies their rare values).",
+                **evidence,
+            )
+        return self.ok("Every column varies in training.", **evidence)
+
+
+@register_check
+class CategoryCodes(Check):
+    """A column of a few distinct values whose levels relate to the target in no order: category codes as a number."""
+
+    id = "category_codes"
+    group = "data"
+    tricks = ("T02",)
+
+    def run(self, ctx: Context) -> Finding:
+        if ctx.kind != "tabular":
+            raise Skip(f"applies to table columns ({ctx.kind} inputs here)")
+        if ctx.integer_inputs:
+            raise Skip("integer inputs already index an embedding, the right encoding for codes")
+        x, y, xv, yv = holdout(ctx)
+        classify = ctx.task == "classification"
+        names = ctx.column_names(x.shape[1])
+        columns = (self._column(x[:, j], y, xv[:, j], yv, classify, names[j]) for j in range(x.shape[1]))
+        found = [c for c in columns if c]
+        if not found:
+            return self.ok(
+                "No column looks like category codes (no few-valued column whose levels the target follows out of "
+                "order).",
+                value=0.0,
+                threshold=CODE_GAIN,
+            )
+        worst = max(found, key=lambda c: c["gain"])
+        evidence: dict[str, Any] = {"value": worst["gain"], "threshold": CODE_GAIN, "columns": found[:10]}
+        return self.found(
+            "warn",
+            f"{worst['feature']} holds {worst['levels']} distinct values whose effect on the target follows no order: "
+            f"per-value means score {fmt(worst['levels_score'])} on held-out rows against {fmt(worst['smooth_score'])} "
+            f"for a smooth function of the number (gain {measured(worst['gain'], CODE_GAIN)}). It is a category coded "
+            "as one number, which the network must cut into steps.",
+            advice=f"One-hot encode {worst['feature']} (T02: tunesmith does it with --set "
+            f"data.categorical=[{worst['feature']}]), or feed the codes to an embedding.",
+            **evidence,
+        )
+
+    @staticmethod
+    def _column(
+        code: np.ndarray, y: np.ndarray, code_val: np.ndarray, yv: np.ndarray, classify: bool, name: str
+    ) -> dict | None:
+        """Held-out scores of per-level means and of a cubic in the code, when the column has few levels."""
+        levels, index = np.unique(code, return_inverse=True)
+        if not CODE_LEVELS[0] <= len(levels) <= min(CODE_LEVELS[1], len(code) // 10):
+            return None
+        seen = np.isin(code_val, levels)
+        if seen.mean() < 0.9:  # validation mostly holds other values: a measurement, not codes
+            return None
+        where = np.searchsorted(levels, code_val[seen])
+        if classify:
+            classes = np.unique(y)
+            counts = np.zeros((len(levels), len(classes)))
+            np.add.at(counts, (index, np.searchsorted(classes, y)), 1)
+            by_level = classes[np.argmax(counts, axis=1)][where]
+        else:
+            target = y.reshape(len(y), -1)
+            sums = np.zeros((len(levels), target.shape[1]))
+            np.add.at(sums, index, target)
+            by_level = (sums / np.bincount(index)[:, None])[where]
+        z = (code - code.mean()) / code.std()
+        zv = (code_val[seen] - code.mean()) / code.std()
+        smooth = least_squares(np.stack([z, z**2, z**3], 1), y, np.stack([zv, zv**2, zv**3], 1), classify)
+        levels_score = heldout_score(by_level, yv[seen], classify)
+        smooth_score = heldout_score(smooth, yv[seen], classify)
+        gain = levels_score - smooth_score
+        if gain < CODE_GAIN:
+            return None
+        return {
+            "feature": name,
+            "levels": len(levels),
+            "levels_score": levels_score,
+            "smooth_score": smooth_score,
+            "gain": gain,
+        }

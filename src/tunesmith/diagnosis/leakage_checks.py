@@ -12,6 +12,7 @@ Kolmogorov-Smirnov with a Bonferroni-corrected significance level and deepchecks
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,21 +23,26 @@ from tunesmith.diagnosis.base import Check, Skip, measured, register_check
 from tunesmith.diagnosis.context import Context
 from tunesmith.diagnosis.data_checks import row_groups
 from tunesmith.diagnosis.finding import Finding, fmt
+from tunesmith.diagnosis.probing import heldout_score, holdout, least_squares
 from tunesmith.diagnosis.targets import hard_labels
 
 __all__ = [
     "DistributionShift",
     "GroupLeakage",
+    "MultiColumnLeakage",
     "TargetLeakage",
     "TimeLeakage",
     "TrainValDuplicates",
     "UnshuffledBatches",
+    "leak_candidates",
 ]
 
 CROSS_COPIES = 0.01  # share of validation rows copied from training, above the data's own duplicate rate
-LEAK_SCORE = 0.98  # one feature alone: normalized held-out accuracy or R2
-MAX_LEAK_FEATURES = 64  # features scored by a tree (the most target-related ones when there are more)
-TREE_ROWS = 5000  # rows a one-feature tree is fitted on
+LEAK_SCORE = 0.98  # one feature (or a few together): normalized held-out accuracy or R2
+MAX_LEAK_FEATURES = 64  # features probed (the most target-related ones when there are more)
+LEAK_SET = 3  # multi_column_leakage: the most columns a leak may be spread over
+HONEST_ERROR_SHARE = 0.1  # ... which leave at most this share of the error the other columns leave
+PAIRS = 5  # column pairs scored on held-out rows after the closed-form screen
 ALPHA = 1e-3  # family-wise significance level of the distribution-shift tests (Bonferroni over features)
 SHIFT_EFFECT = 0.1  # deepchecks' default drift threshold: a KS distance (or class-share distance) above 0.1
 SHUFFLES = 20  # shuffled orders that estimate batch purity under shuffling
@@ -93,29 +99,18 @@ class TargetLeakage(Check):
     tricks = ()  # the fix (dropping the feature) is not a catalog trick
 
     def run(self, ctx: Context) -> Finding:
-        if ctx.task == "reconstruction":
-            raise Skip("a reconstruction target is the input itself")
         from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-        x, y = ctx.rows("train"), ctx.targets("train")
-        if ctx.x_val is not None:
-            xv, yv = ctx.rows("val"), ctx.targets("val")
-        else:  # hold out a seeded fifth of the training rows
-            order = np.random.default_rng(ctx.cfg.seed).permutation(len(x))
-            cut = len(x) // 5
-            (xv, yv), (x, y) = (x[order[:cut]], y[order[:cut]]), (x[order[cut:]], y[order[cut:]])
-        x, y = x[:TREE_ROWS], y[:TREE_ROWS]
+        x, y, xv, yv = holdout(ctx)
         names = ctx.column_names(x.shape[1])
         classify = ctx.task == "classification"
-        model = (
-            DecisionTreeClassifier(max_leaf_nodes=32, min_samples_leaf=5, random_state=0)
-            if classify
-            else DecisionTreeRegressor(max_leaf_nodes=32, min_samples_leaf=5, random_state=0)
-        )
-        scores = {
-            j: self._score(model, x[:, j : j + 1], y, xv[:, j : j + 1], yv, classify)
-            for j in self._candidates(x, y, classify)
-        }
+        tree = DecisionTreeClassifier if classify else DecisionTreeRegressor
+        scores = {}
+        for j in leak_candidates(x, y, classify):
+            fitted = tree(max_leaf_nodes=32, min_samples_leaf=5, random_state=0).fit(
+                x[:, j : j + 1], y if classify else y.reshape(len(y), -1)
+            )
+            scores[j] = heldout_score(fitted.predict(xv[:, j : j + 1]), yv, classify)
         j = max(scores, key=lambda k: scores[k])
         evidence: dict[str, Any] = {
             "value": scores[j],
@@ -136,40 +131,118 @@ class TargetLeakage(Check):
             f"No single feature predicts the target almost perfectly (best {names[j]}: {fmt(scores[j])}).", **evidence
         )
 
-    @staticmethod
-    def _candidates(x: np.ndarray, y: np.ndarray, classify: bool) -> list[int]:
-        """Column indices worth a tree: all of them, or the most target-related by a linear screen."""
-        if x.shape[1] <= MAX_LEAK_FEATURES:
-            return list(range(x.shape[1]))
-        centered = x - x.mean(axis=0)
-        if classify:  # correlation ratio: the share of a feature's variance explained by the class means
-            classes, counts = np.unique(y, return_counts=True)
-            means = np.stack([x[y == c].mean(axis=0) for c in classes])
-            weights = counts / len(y)
-            between = (weights[:, None] * (means - x.mean(axis=0)) ** 2).sum(axis=0)
-            strength = between / np.maximum(x.var(axis=0), 1e-12)
-        else:
-            t = y.reshape(len(y), -1)
-            t = (t - t.mean(axis=0)) / np.maximum(t.std(axis=0), 1e-12)
-            corr = centered.T @ t / len(x) / np.maximum(x.std(axis=0), 1e-12)[:, None]
-            strength = np.abs(corr).max(axis=1)
-        return list(np.argsort(strength)[::-1][:MAX_LEAK_FEATURES])
+
+def leak_candidates(x: np.ndarray, y: np.ndarray, classify: bool) -> list[int]:
+    """Column indices worth probing: all of them, or the MAX_LEAK_FEATURES most target-related by a linear screen."""
+    if x.shape[1] <= MAX_LEAK_FEATURES:
+        return list(range(x.shape[1]))
+    centered = x - x.mean(axis=0)
+    if classify:  # correlation ratio: the share of a feature's variance explained by the class means
+        classes, counts = np.unique(y, return_counts=True)
+        means = np.stack([x[y == c].mean(axis=0) for c in classes])
+        weights = counts / len(y)
+        between = (weights[:, None] * (means - x.mean(axis=0)) ** 2).sum(axis=0)
+        strength = between / np.maximum(x.var(axis=0), 1e-12)
+    else:
+        t = y.reshape(len(y), -1)
+        t = (t - t.mean(axis=0)) / np.maximum(t.std(axis=0), 1e-12)
+        corr = centered.T @ t / len(x) / np.maximum(x.std(axis=0), 1e-12)[:, None]
+        strength = np.abs(corr).max(axis=1)
+    return [int(j) for j in np.argsort(strength)[::-1][:MAX_LEAK_FEATURES]]
+
+
+@register_check
+class MultiColumnLeakage(Check):
+    """A few columns that together determine the target (a linear fit, R² near 1), far better than all the others."""
+
+    id = "multi_column_leakage"
+    group = "data"
+    tricks = ()  # the fix (dropping the columns) is not a catalog trick
+
+    def run(self, ctx: Context) -> Finding:
+        x, y, xv, yv = holdout(ctx)
+        classify = ctx.task == "classification"
+        candidates = leak_candidates(x, y, classify)
+        names = ctx.column_names(x.shape[1])
+
+        # the target as numbers (one indicator per class): a leak makes it a function of a few columns, which a
+        # linear fit recovers almost exactly (R² near 1); well separated classes alone give accuracy 1, not R² 1
+        target, target_val = (
+            ((t[:, None] == np.unique(y)[None, :]).astype(np.float64) for t in (y, yv))
+            if classify
+            else (y.reshape(len(y), -1), yv.reshape(len(yv), -1))
+        )
+        spread = ((target_val - target_val.mean(axis=0)) ** 2).sum()
+
+        def score(columns: list[int]) -> float:
+            """Held-out R² (pooled over the target's columns) of a least-squares fit on `columns`."""
+            if not columns:  # the best constant
+                return 0.0
+            pred = least_squares(x[:, columns], target, xv[:, columns], classify=False)
+            return float(1 - ((target_val - pred) ** 2).sum() / max(spread, 1e-12))
+
+        together = score(candidates)
+        evidence: dict[str, Any] = {"value": together, "threshold": LEAK_SCORE, "scored_features": len(candidates)}
+        if together < LEAK_SCORE:
+            return self.ok(
+                f"The columns together do not determine the target (held-out R² of a linear fit {fmt(together)} < "
+                f"{fmt(LEAK_SCORE)}).",
+                **evidence,
+            )
+        chosen = self._smallest_set(x, target, candidates, score)
+        few, rest = score(chosen), score([j for j in candidates if j not in chosen])
+        columns = [names[j] for j in chosen]
+        # the few columns leave at most a tenth of the error that all the other columns leave
+        limit = 1 - HONEST_ERROR_SHARE * (1 - rest)
+        evidence.update(value=few, threshold=max(LEAK_SCORE, limit), columns=columns, others=rest, together=together)
+        if len(chosen) >= 2 and few >= LEAK_SCORE and rest < LEAK_SCORE and few >= limit:
+            listed = ", ".join(columns)
+            return self.found(
+                "fail",
+                f"{listed} together determine the target on held-out rows: a linear fit on them reaches R² "
+                f"{measured(few, evidence['threshold'])}, while the other columns reach {fmt(rest)}. The target is "
+                "almost a function of these columns, so they leak it.",
+                advice=f"Find out how {listed} are computed (a total and its parts, the target's own one-hot columns, "
+                "dates that bracket the outcome); drop what is derived from the target or known only after it.",
+                **evidence,
+            )
+        if len(chosen) == 1 and few >= LEAK_SCORE:
+            return self.ok(f"One column alone ({columns[0]}) carries the fit: see target_leakage.", **evidence)
+        return self.ok(
+            f"The columns predict the target well together ({fmt(together)}), but no {LEAK_SET} of them stand out "
+            f"(best {', '.join(columns)}: {fmt(few)}; the others {fmt(rest)}).",
+            **evidence,
+        )
 
     @staticmethod
-    def _score(model: Any, x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, classify: bool) -> float:
-        """Held-out score of a one-feature tree: normalized accuracy (0 = majority class) or R2."""
-        from sklearn.base import clone
+    def _smallest_set(
+        x: np.ndarray, target: np.ndarray, candidates: list[int], score: Callable[[list[int]], float]
+    ) -> list[int]:
+        """The pair of columns that explains the target best, plus a third when the pair falls short.
 
-        fitted = clone(model).fit(x, y if classify else y.reshape(len(y), -1))
-        pred = fitted.predict(xv)
-        if classify:
-            chance = np.unique(yv, return_counts=True)[1].max() / len(yv)
-            return float(((pred == yv).mean() - chance) / (1 - chance)) if chance < 1 else 0.0
-        target = yv.reshape(len(yv), -1)
-        pred = pred.reshape(len(pred), -1)
-        residual = ((target - pred) ** 2).sum(axis=0)
-        total = ((target - target.mean(axis=0)) ** 2).sum(axis=0)
-        return float(np.max(1 - residual / np.maximum(total, 1e-12)))
+        Columns that leak together (a total and its parts, two dates around the outcome) may each say little
+        alone, so pairs are screened exhaustively: the in-sample R² of a least-squares fit on two columns has
+        a closed form in their correlations, (r_a² + r_b² - 2 r_a r_b r_ab) / (1 - r_ab²), summed over the
+        target's columns. The best PAIRS pairs are then scored on held-out rows.
+        """
+        if len(candidates) < 2:
+            return list(candidates)
+        sub = x[:, candidates]
+        zx = (sub - sub.mean(axis=0)) / np.maximum(sub.std(axis=0), 1e-12)
+        zt = (target - target.mean(axis=0)) / np.maximum(target.std(axis=0), 1e-12)
+        r_xx, r_xt = zx.T @ zx / len(zx), zx.T @ zt / len(zx)  # (p, p), (p, K)
+        denominator = np.maximum(1 - r_xx**2, 1e-9)
+        explained = sum(
+            (r[:, None] ** 2 + r[None, :] ** 2 - 2 * r[:, None] * r[None, :] * r_xx) / denominator for r in r_xt.T
+        )
+        a, b = np.triu_indices(len(candidates), k=1)
+        top = np.argsort(np.asarray(explained)[a, b])[::-1][:PAIRS]
+        pairs = [[candidates[a[i]], candidates[b[i]]] for i in top]
+        best = max(pairs, key=score)
+        if score(best) >= LEAK_SCORE or LEAK_SET < 3:
+            alone = [j for j in best if score([j]) >= LEAK_SCORE]  # one of them suffices: target_leakage's
+            return alone[:1] or best
+        return [*best, max((j for j in candidates if j not in best), key=lambda j: score([*best, j]))]
 
 
 @register_check
