@@ -3,7 +3,8 @@
 T12: regression uses an identity output with MSE; binary classification one logit with a fused
 sigmoid + BCE (`BCEWithLogitsLoss`, numerically stable); multiclass C logits with fused softmax +
 cross-entropy. Soft targets (mixup) work with both fused losses. The headline metrics are in
-`train/metrics.py`; the per-class report is scikit-learn's.
+`train/metrics.py`; `score_outputs` turns any model's outputs into the loss plus those metrics (the
+network's in `Trainer.evaluate`, the baselines' in `baselines.py`); the per-class report is scikit-learn's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from tunesmith.train.metrics import task_metrics
+
 __all__ = [
     "ClassificationLoss",
     "LossFn",
@@ -22,6 +25,7 @@ __all__ = [
     "class_report",
     "default_loss",
     "outputs_to_predictions",
+    "score_outputs",
 ]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -64,6 +68,28 @@ def outputs_to_predictions(task: str, outputs: np.ndarray) -> tuple[np.ndarray, 
         e = np.exp(shifted.astype(np.float64))
         proba = e / e.sum(axis=1, keepdims=True)
     return proba.argmax(axis=1), proba
+
+
+def score_outputs(
+    task: str,
+    out: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss_fn: nn.Module | LossFn,
+    target_inverse: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> dict[str, float]:
+    """loss (on the scale the model trains on) plus the task's metrics (regression: in target units, T05)."""
+    loss = float(loss_fn(out, y))
+    out_np = out.float().cpu().numpy().reshape(len(out), -1)
+    y_np = y.cpu().numpy()
+    predictions, _ = outputs_to_predictions(task, out_np)
+    if task == "classification" and y_np.ndim > 1:  # soft labels (mixup) -> hard
+        y_np = y_np.argmax(axis=1)
+    elif task != "classification":
+        y_np = y_np.reshape(len(y_np), -1)
+        if target_inverse is not None:
+            predictions, y_np = target_inverse(predictions), target_inverse(y_np)
+    return {"loss": loss, **task_metrics(task, predictions, y_np)}
 
 
 def class_report(predictions: np.ndarray, targets: np.ndarray, classes: list[Any]) -> dict[str, Any]:

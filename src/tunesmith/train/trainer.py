@@ -25,8 +25,7 @@ from tunesmith.errors import BadInput, TrainingDiverged
 from tunesmith.recipe import TrainConfig
 from tunesmith.repro import torch_threads
 from tunesmith.train.callbacks import EVENTS, Callback, EarlyStopping, overrides, restore, snapshot
-from tunesmith.train.losses import LossFn, default_loss, outputs_to_predictions
-from tunesmith.train.metrics import task_metrics
+from tunesmith.train.losses import LossFn, default_loss, score_outputs
 from tunesmith.train.optim import Schedule, make_optimizer, max_norm_, weight_penalty
 
 __all__ = ["DataArg", "Trainer", "forever", "probe_trainer", "resolve_device"]
@@ -275,17 +274,7 @@ class Trainer:
     def evaluate(self, data: DataArg) -> dict[str, float]:
         """loss plus the task's metrics (accuracy/f1_macro or rmse/mae/r2, in target units)."""
         out, y = self.outputs(data)
-        loss = float(self.loss_fn(out, y))
-        out_np = out.float().cpu().numpy().reshape(len(out), -1)
-        y_np = y.cpu().numpy()
-        predictions, _ = outputs_to_predictions(self.task, out_np)
-        if self.task == "classification" and y_np.ndim > 1:  # soft labels (mixup) -> hard
-            y_np = y_np.argmax(axis=1)
-        elif self.task != "classification":
-            y_np = y_np.reshape(len(y_np), -1)
-            if self.target_inverse is not None:
-                predictions, y_np = self.target_inverse(predictions), self.target_inverse(y_np)
-        return {"loss": loss, **task_metrics(self.task, predictions, y_np)}
+        return score_outputs(self.task, out, y, loss_fn=self.loss_fn, target_inverse=self.target_inverse)
 
     def history_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.history)
