@@ -88,6 +88,8 @@ def test_staged_tune_writes_the_contract(tmp_path: Path) -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"task", "val", "test", "epochs", "seconds", "seed"} <= set(metrics)
     assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and "test_std" in metrics  # 2-fold refit: mean ± std
+    linear = metrics["baselines"]["linear"]  # the refit is a fit: the baselines stand beside it, averaged alike
+    assert linear["model"] == "LogisticRegressionCV" and linear["folds"] == 2 and {"val", "test"} <= set(linear)
     recipe = yaml.safe_load((out / "best_recipe.yaml").read_text())
     refit = tuning["refit"]  # 4 epochs, or 8 when the winner was still improving at its 4th ("train longer")
     assert recipe["train"]["epochs"] == refit["epochs"] == (8 if "still improving" in refit["reason"] else 4)

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from tunesmith.baselines import compare_line, fit_baselines, mean_baselines
 from tunesmith.data import LoadedData, Prepared
 from tunesmith.errors import BadInput, TrainingDiverged
 from tunesmith.models import build_model
@@ -166,6 +167,7 @@ def _fit_fold(
             out, y = trainer.outputs((prep.x_test, prep.y_test))
             true, pred = (prep.preprocessor.inverse_y(t.float().cpu().numpy().reshape(len(t), -1)) for t in (y, out))
             _write_predictions(fold_dir / "test_predictions.csv", true, pred)
+    result["baselines"] = fit_baselines(prep)  # the same rows, the same scoring (design.md: baselines, always)
     atomic_save(trainer.model.state_dict(), fold_dir / "model.pt")
     prep.preprocessor.save(fold_dir / "preprocess.json")
     if n_folds > 1:
@@ -207,6 +209,8 @@ def _aggregate(folds: list[dict[str, Any]], recipe: Recipe, loaded: LoadedData, 
             metrics[split] = table.mean().to_dict()
             if len(folds) > 1:
                 metrics[f"{split}_std"] = table.std(ddof=1).to_dict()
+    if all("baselines" in f for f in folds):  # (a fold finished by an older version may lack them)
+        metrics["baselines"] = mean_baselines([f["baselines"] for f in folds])
     if "test_report" in best:
         metrics["test_report"] = best["test_report"]
     if len(folds) > 1:
@@ -252,7 +256,7 @@ def _name(recipe: Recipe) -> str:
 
 
 def summary_line(metrics: dict[str, Any]) -> str:
-    """One line of headline numbers for the terminal."""
+    """One line of headline numbers for the terminal, ending with the network's gain over the linear baseline."""
     parts = []
     for split in ("val", "test"):
         for key, value in metrics.get(split, {}).items():
@@ -260,4 +264,5 @@ def summary_line(metrics: dict[str, Any]) -> str:
             parts.append(
                 f"{split} {key} {value:.4f}" + (f" ± {std:.4f}" if std is not None and np.isfinite(std) else "")
             )
-    return ", ".join(parts)
+    versus = compare_line(metrics)
+    return ", ".join(parts) + (f"; {versus}" if versus else "")
