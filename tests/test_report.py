@@ -44,7 +44,7 @@ def iris_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_fit_writes_a_report_with_every_fit_section_and_nothing_else(iris_run: Path) -> None:
     html = (iris_run / "report.html").read_text()
-    assert section_ids(html) == ["summary", "recipe", "curves", "lr-schedule", "classification", "layers"]
+    assert section_ids(html) == ["summary", "baselines", "recipe", "curves", "lr-schedule", "classification", "layers"]
     # curves: loss, accuracy, f1_macro; schedule; confusion matrix; layers: grad norm, activation std, dead units
     images = svg_images(html)
     assert len(images) == 8
@@ -274,7 +274,17 @@ def test_cli_report_rewrites_the_page_and_refuses_what_is_not_a_run(tmp_path: Pa
 
 
 def test_sections_are_listed_in_page_order_and_users_append_after_them(tmp_path: Path) -> None:
-    fit = ["summary", "recipe", "curves", "lr-schedule", "lr-find", "classification", "regression", "layers"]
+    fit = [
+        "summary",
+        "baselines",
+        "recipe",
+        "curves",
+        "lr-schedule",
+        "lr-find",
+        "classification",
+        "regression",
+        "layers",
+    ]
     tune = ["tuning-stages", "tuning-axes", "tuning-curves", "tuning-importance", "tuning-parallel"]
     assert list(SECTIONS) == ["failure", *fit, "compare", "doctor", "tuning", *tune]
 

@@ -192,7 +192,7 @@ def test_a_real_report_renders_in_headless_chromium(
         assert section["title"] and section["height"] > 40, section
         assert section["errors"] == 0, section
     assert len(page["images"]) == report.read_text().count("<img ")
-    text_only = {"summary", "recipe", "tuning-stages"}
+    text_only = {"summary", "baselines", "recipe", "tuning-stages"}
     assert all(s["images"] > 0 for s in page["sections"] if s["id"] not in text_only), page["sections"]
     for image in page["images"]:
         assert image["complete"] and image["width"] > 0 and image["height"] > 0, image

@@ -25,6 +25,7 @@ from tunesmith.report.search import (
     TuningStages,
 )
 from tunesmith.report.sections import (
+    Baselines,
     ClassReport,
     Curves,
     Failure,
@@ -50,6 +51,7 @@ class Section(Protocol):
 BUILT_IN: tuple[type[Section], ...] = (
     Failure,
     Summary,
+    Baselines,
     RecipeChoices,
     Curves,
     LearningRate,

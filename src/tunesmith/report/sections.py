@@ -1,6 +1,7 @@
 """The report sections of a training run, one small class each behind `page.Section`.
 
-Summary, recipe choices with their catalog ids, curves (T61), learning-rate schedule (T32), LR range
+Summary, baselines (the linear model and the constant predictor beside the network), recipe
+choices with their catalog ids, curves (T61), learning-rate schedule (T32), LR range
 test (T31), test results (T63: confusion matrix and per-class scores, or residuals for regression)
 and per-layer statistics (T65, T66). Tuning, doctor and compare sections live in their own modules;
 `page.py` lists them all in display order.
@@ -20,6 +21,7 @@ from tunesmith.report.plots import confusion, curves, layer_lines, lr_range, lr_
 from tunesmith.report.tricks import TRICK_NAMES, trick_for
 
 __all__ = [
+    "Baselines",
     "ClassReport",
     "Curves",
     "Failure",
@@ -103,6 +105,42 @@ class Summary:
             for f in folds
         ]
         return table(["fold", "epochs", "best epoch", *(f"{s} {k}" for s, k in metric_cols)], rows)
+
+
+class Baselines:
+    """The network beside the baselines fitted on the same rows (metrics.json "baselines", baselines.py)."""
+
+    name = "baselines"
+    title = "Baselines: the network beside a linear model and a constant predictor"
+
+    def applies(self, run: RunFiles) -> bool:
+        return run.metrics is not None and bool(run.metrics.get("baselines"))
+
+    def render(self, run: RunFiles) -> Markup:
+        m = run.metrics
+        splits = [s for s in ("val", "test") if s in m]
+        names = list(m.get("val", {}))
+        family = ((run.recipe or {}).get("model") or {}).get("family")
+        entries = [("network", {**m, "model": family or "the trained network"}), *m["baselines"].items()]
+        rows = [
+            [kind, _model(entry), *(entry.get(s, {}).get(n) for s in splits for n in names)]
+            for kind, entry in entries
+            if "skipped" not in entry
+        ]
+        cols = ["", "model", *(f"{'validation' if s == 'val' else 'test'} {n}" for s in splits for n in names)]
+        notes = [f"{kind}: skipped ({e['skipped']})" for kind, e in m["baselines"].items() if "skipped" in e]
+        notes += [f"{kind}: {e['note']}" for kind, e in m["baselines"].items() if e.get("note")]
+        folds = next((e["folds"] for e in m["baselines"].values() if "folds" in e), None)
+        lead = "Fitted on the network's training rows (the same preprocessing), scored like the network"
+        lead += f", averaged over {folds} folds" if folds and folds > 1 else ""
+        lead += ". The loss is on the scale the network trains on (regression: its scaled targets)."
+        return note(lead) + table(cols, rows, css="metrics") + Markup("").join(note(n) for n in notes)
+
+
+def _model(entry: dict[str, Any]) -> str:
+    """The model and the setting its cross-validation chose (or its strategy)."""
+    chosen = [f"{k}={fmt(entry[k])}" for k in ("alpha", "C", "strategy") if k in entry]
+    return f"{entry.get('model', '')} ({', '.join(chosen)})" if chosen else str(entry.get("model", ""))
 
 
 class RecipeChoices:
