@@ -85,7 +85,7 @@ def _fitted(model: Any, prep: Prepared, x: np.ndarray) -> dict[str, Any]:
     entry: dict[str, Any] = {"model": type(model).__name__}
     if hasattr(model, "strategy"):
         entry["strategy"] = model.strategy
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught:  # recorded, not shown: a baseline is no cause for alarm
         warnings.simplefilter("ignore", FutureWarning)  # scikit-learn's changing LogisticRegressionCV defaults
         warnings.simplefilter("always", ConvergenceWarning)
         try:
