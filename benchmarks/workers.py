@@ -56,7 +56,7 @@ def search(folder: Path, *, workers: int, trials: int, epochs: int) -> tuple[flo
     meta = create_study(store, "bench", RunSetup.build(recipe))
     started = time.time()
     with graceful_stop() as stop:
-        run_workers(store, "bench", url=str(folder / JOURNAL), workers=workers, deadline=None, stop=stop)
+        run_workers(store, "bench", url=str(folder / JOURNAL), workers=workers, budget=None, stop=stop)
     wall = time.time() - started
     done = stage_study(store, "bench", meta.stages[0], meta).get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     first = min(t.datetime_start for t in done if t.datetime_start)

@@ -29,7 +29,8 @@ from tunesmith.tuning.storage import JOURNAL, open_storage
 from tunesmith.tuning.study import tune
 from tunesmith.tuning.worker import load_meta, prechecks_study
 
-FAST = {"tune.epochs": 4, "tune.refit_folds": 2, "train.early_stopping.patience": None}
+# one split per trial: these tests are about the study's mechanics (noise-aware scoring: test_tune_noise.py)
+FAST = {"tune.epochs": 4, "tune.refit_folds": 2, "train.early_stopping.patience": None, "tune.folds": 1}
 TINY = {"tune.epochs": 2}  # where only the study's bookkeeping is under test
 
 

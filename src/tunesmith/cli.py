@@ -340,14 +340,15 @@ def worker(
     with _user_errors():
         import time as clock
 
-        from tunesmith.tuning.worker import join
+        from tunesmith.tuning.worker import TimeBudget, join
         from tunesmith.validate import finite
 
         finite("--timeout", timeout, positive=True)
         finite("--wait", wait)
         _log_progress(quiet)
-        deadline = None if timeout is None else clock.time() + timeout
-        if not join(storage, study, deadline=deadline, wait=wait):
+        now = clock.time()
+        budget = None if timeout is None else TimeBudget(start=now, end=now + timeout)  # no refit follows here
+        if not join(storage, study, budget=budget, wait=wait):
             _err("Stopped: finished trials are kept in the study; start the worker again to continue.")
             raise typer.Exit(130)
         typer.echo(f"study {study!r}: every stage is done; `tunesmith tune` refits and tests the winner.")

@@ -20,7 +20,7 @@ from tunesmith.validate import Section
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["ParamSpec", "TuneConfig"]
+__all__ = ["PLANNED_TRIALS", "ParamSpec", "TuneConfig"]
 
 # "auto" and the names of train/metrics.METRICS, spelled out for mypy; tests/test_metrics.py checks they agree
 Metric = Literal["auto", "loss", "accuracy", "f1_macro", "rmse", "mae", "r2"]
@@ -99,6 +99,9 @@ class ParamSpec(Section):
         return (value - self.low) / (self.high - self.low)
 
 
+PLANNED_TRIALS = 30  # trials a tune is planned for when tune.trials is not set
+
+
 class TuneConfig(Section):
     """How `tunesmith tune` searches (T52, T53). The storage URL is a CLI flag, never saved: it may hold a password."""
 
@@ -106,12 +109,16 @@ class TuneConfig(Section):
     strategy: Literal["staged", "flat"] = "staged"  # staged: capacity -> lr/batch -> regularization (T53)
     sampler: str = "tpe"  # exploit sampler (tpe, gp, random, grid, qmc); staged explores with qmc first
     pruner: str = "median"  # median is robust with few trials; hyperband/successive_halving cut harder
-    trials: int = Field(30, ge=1)  # the study's budget, shared by all workers (not per worker)
+    # the study's budget in trials, shared by all workers (not per worker), an exact count when given; None: the
+    # plan's PLANNED_TRIALS, and under a timeout each stage runs trials until its share of the time is spent
+    trials: int | None = Field(None, ge=1)
     timeout: float | None = Field(None, gt=0)  # seconds for the whole tune; stages get shares of it
     epochs: int = Field(20, ge=1)  # epochs per trial (and of the final refit): longer is surer but slower
     metric: Metric = "auto"  # auto: accuracy (classification), rmse (regression), loss (reconstruction)
     explore: float = Field(0.4, ge=0.0, le=1.0)  # share of a stage's trials sampled quasi-randomly before TPE/GP
     shares: tuple[float, float, float] = (0.3, 0.3, 0.4)  # trials/time of capacity, lr+batch, regularization
+    # folds each trial is scored on: auto measures the noise of one split first (prechecks.measure_noise); 1: one split
+    folds: int | Literal["auto"] = "auto"
     fit_loss: float = Field(0.1, gt=0.0, lt=1.0)  # capacity (T40): "fits" = train loss below this x chance loss
     # final refit: k-fold on train+val for mean +/- std; 5 folds train each model on 4/5 of it, as many rows as a
     # trial had with the default val_size 0.2 (3 folds would refit on fewer rows than the search used)
@@ -121,6 +128,11 @@ class TuneConfig(Section):
     grace_period: int = Field(20, ge=2)  # a trial silent this long is stale: failed and requeued
     max_retry: int = Field(2, ge=0)  # requeues of a trial lost to a crash (divergence is never retried)
 
+    @property
+    def planned_trials(self) -> int:
+        """The trials the stages are planned for: the exact budget, or PLANNED_TRIALS when none is set."""
+        return self.trials if self.trials is not None else PLANNED_TRIALS
+
     @model_validator(mode="after")
     def _consistent(self) -> TuneConfig:
         if self.grace_period <= self.heartbeat_interval:
@@ -128,6 +140,8 @@ class TuneConfig(Section):
                 f"a section whose grace_period ({self.grace_period}) exceeds heartbeat_interval "
                 f"({self.heartbeat_interval})"
             )
+        if self.folds != "auto" and self.folds < 1:
+            raise ValueError(f"a section whose folds is 'auto' or a count >= 1 (folds={self.folds})")
         if min(self.shares) <= 0:
             raise ValueError(f"a section whose stage shares are all > 0 (shares={self.shares})")
         return self

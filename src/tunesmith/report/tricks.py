@@ -65,6 +65,7 @@ RECIPE_TRICKS = {
     "data.numbers": "T01",  # stray text in a numeric column: missing, imputed
     "data.dates": "T02",  # dates as numbers, never one-hot categories
     "data.max_categories": "T02",
+    "data.categorical": "T02",
     "data.pad_pow2": "T08",
     "data.augment": "T06",
     "model.family": "T10",
@@ -114,6 +115,7 @@ RECIPE_TRICKS = {
     "tune.shares": "T53",
     "tune.fit_loss": "T40",
     "tune.refit_folds": "T51",
+    "tune.folds": "T51",
 }
 
 

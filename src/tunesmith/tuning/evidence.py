@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-__all__ = ["BatchSizeEvidence", "LrEvidence", "LrFindEvidence", "OverfitEvidence"]
+__all__ = ["BatchSizeEvidence", "LrEvidence", "LrFindEvidence", "NoiseEvidence", "OverfitEvidence"]
 
 
 class OverfitEvidence(TypedDict, total=False):
@@ -44,3 +44,14 @@ class LrEvidence(TypedDict, total=False):
 
     lr_find: LrFindEvidence
     batch_size: BatchSizeEvidence
+
+
+class NoiseEvidence(TypedDict, total=False):
+    """Before the first trial: is one validation score trustworthy, or does each trial need folds?"""
+
+    val_rows: int
+    seed_scores: list[float]  # the starting recipe's validation score under NOISE_SEEDS seeds
+    spread: float  # their standard deviation
+    lead: float  # the starting recipe's mean score against the constant predictor's (what the search refines)
+    repeats: int  # folds each trial is scored on (1: one split)
+    why: str

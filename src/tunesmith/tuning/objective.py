@@ -44,7 +44,19 @@ __all__ = [
     "train_trial",
 ]
 
-REPEATED = ("overrides", "epochs", "train_loss", "best_epoch", "n_params", "val_loss", "truncated", "diverged")
+REPEATED = (
+    "overrides",
+    "epochs",
+    "train_loss",
+    "best_epoch",
+    "n_params",
+    "val_loss",
+    "truncated",
+    "diverged",
+    "folds",
+    "fold_values",
+    "se",
+)
 
 
 def chance_loss(prep: Prepared) -> float:
@@ -62,9 +74,12 @@ class ReportEpochs(Callback):
 
     deadline: past it (--timeout), the trial ends after its current epoch once it has run `min_epochs`
     (the pruner's warm-up): its best epoch so far is its score, and `truncated` records the epoch.
+    trial None: the deadline only (a trial's later cross-validation folds report nothing to the pruner).
     """
 
-    def __init__(self, trial: optuna.Trial, key: str, *, deadline: float | None = None, min_epochs: int = 1) -> None:
+    def __init__(
+        self, trial: optuna.Trial | None, key: str, *, deadline: float | None = None, min_epochs: int = 1
+    ) -> None:
         self.trial, self.key, self.deadline, self.min_epochs = trial, key, deadline, min_epochs
         self.rows: list[dict[str, float]] = []
         self.truncated: int | None = None
@@ -72,9 +87,10 @@ class ReportEpochs(Callback):
     def on_epoch_end(self, trainer: Trainer, row: dict[str, float]) -> None:
         self.rows.append(row)
         epoch, value = int(row["epoch"]), float(row[self.key])
-        self.trial.report(value, epoch)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {epoch} ({self.key} {value:.4g})")
+        if self.trial is not None:
+            self.trial.report(value, epoch)
+            if self.trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} ({self.key} {value:.4g})")
         if self.deadline is not None and time.time() > self.deadline and epoch >= self.min_epochs:
             trainer.should_stop = True  # the Trainer's own stop flag: ends the fit before the next epoch
             self.truncated = epoch
@@ -87,6 +103,7 @@ class TrialRun:
     best_epoch: int  # 1-based
     n_params: int  # the model's size: the capacity stage prefers the smaller of two equals (T22, T44)
     curve: list[float] = field(default_factory=list)
+    fold_values: list[float] = field(default_factory=list)  # noise-aware scoring: each fold's best-epoch score
 
 
 def train_trial(setup: RunSetup, *, metric: str, maximize: bool, callbacks: list[Callback] | None = None) -> TrialRun:
@@ -115,15 +132,18 @@ class Objective:
         space: dict[str, ParamSpec],
         fixed: dict[str, Any],
         stage: str,
-        budget: int,
+        budget: int | None,
         setups: SetupCache,
         metric: str,
         maximize: bool,
         deadline: float | None = None,
+        repeats: int = 1,
     ) -> None:
         self.base, self.carried, self.space, self.fixed = base, carried, space, fixed
-        self.stage, self.budget, self.deadline = stage, budget, deadline
+        self.stage, self.deadline = stage, deadline  # deadline: past it, a trial ends after its epoch (--timeout)
+        self.budget = budget  # trials of the stage; None: as many as its time allows
         self.setups, self.metric, self.maximize = setups, metric, maximize
+        self.repeats = repeats  # folds each trial is scored on (1: the one validation split)
         self.taken_away: int | None = None  # a trial of ours that another worker failed as stale (heartbeats)
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -150,8 +170,7 @@ class Objective:
         reporter = ReportEpochs(trial, f"val_{self.metric}", deadline=self.deadline, min_epochs=max(1, epochs // 4))
         started = time.perf_counter()
         try:
-            setup = self.setups.get(self.base.with_overrides(overrides))
-            run = train_trial(setup, metric=self.metric, maximize=self.maximize, callbacks=[reporter])
+            run = self._train(overrides, reporter)
         except optuna.TrialPruned:
             self._record(trial, reporter.rows, started)
             raise
@@ -165,7 +184,37 @@ class Objective:
         trial.set_user_attr("val_loss", run.history[run.best_epoch - 1]["val_loss"])  # breaks ties of coarse metrics
         if reporter.truncated is not None:
             trial.set_user_attr("truncated", reporter.truncated)  # stopped by --timeout after this epoch
+        if run.fold_values:
+            trial.set_user_attr("folds", len(run.fold_values))  # its seconds paid every fold's epochs
+            trial.set_user_attr("fold_values", run.fold_values)
+            trial.set_user_attr("se", float(np.std(run.fold_values, ddof=1) / np.sqrt(len(run.fold_values))))
         return run.value
+
+    def _train(self, overrides: dict[str, Any], reporter: ReportEpochs) -> TrialRun:
+        """The trial's run: on the validation split, or (noise-aware) on `repeats` cross-validation folds over
+        train+val, the first fold reporting its epochs to the pruner; the score is then the folds' mean, and the
+        standard error of that mean goes to the trial (`fold_values`, `se`). Past the deadline the folds still to
+        come are skipped (at least two are scored: one gives no standard error)."""
+        if self.repeats == 1:
+            setup = self.setups.get(self.base.with_overrides(overrides))
+            return train_trial(setup, metric=self.metric, maximize=self.maximize, callbacks=[reporter])
+        setup = self.setups.get(self.base.with_overrides({**overrides, "data.cv": self.repeats}))
+        runs = [train_trial(setup, metric=self.metric, maximize=self.maximize, callbacks=[reporter])]
+        for k in range(1, self.repeats):
+            if k >= 2 and self.deadline is not None and time.time() > self.deadline:
+                break
+            timer = ReportEpochs(None, reporter.key, deadline=self.deadline, min_epochs=reporter.min_epochs)
+            runs.append(train_trial(setup.for_fold(k), metric=self.metric, maximize=self.maximize, callbacks=[timer]))
+        values = [r.value for r in runs]
+        first = runs[0]
+        return TrialRun(
+            first.history,
+            float(np.mean(values)),
+            first.best_epoch,
+            first.n_params,
+            first.curve,
+            fold_values=values,
+        )
 
     def _repeat(self, trial: optuna.Trial, twin: FrozenTrial) -> float:
         """The sampler drew a point this stage has trained already (small discrete spaces do): every trial of a
@@ -184,6 +233,8 @@ class Objective:
         return twin.value
 
     def _over_budget(self, trial: optuna.Trial) -> bool:
+        if self.budget is None:  # a time-bound stage: its deadline closes it
+            return False
         trials = trial.study.get_trials(deepcopy=False)
         mine = next(t for t in trials if t.number == trial.number)
         if "failed_trial" in mine.system_attrs:  # a requeued copy replaces its original in the budget

@@ -36,7 +36,7 @@ from tunesmith.tuning.once import done_once
 from tunesmith.tuning.playbook import Outcome, rank_key, refit_epochs
 from tunesmith.tuning.worker import Meta, prechecks_study, stage_outcomes, stage_study
 
-__all__ = ["Trials", "collect", "refit", "tuning_json", "write_outputs"]
+__all__ = ["Trials", "collect", "refit", "stage_seconds", "tuning_json", "write_outputs"]
 
 CURVES = 5  # tuning.json keeps the validation curves of this many best trials
 
@@ -46,6 +46,7 @@ class Trials:
 
     def __init__(self, storage: BaseStorage, name: str, meta: Meta) -> None:
         self.meta = meta
+        self.epoch_cap: int | None = None  # the refit's epochs allowed by the time left (--timeout)
         self.rows: list[tuple[int, str, FrozenTrial]] = []  # (global number, stage, trial)
         for stage in meta.stages:
             for trial in stage_study(storage, name, stage, meta).get_trials(deepcopy=False):
@@ -68,7 +69,7 @@ class Trials:
         best = self.best()
         if best is None:
             return None
-        epochs, _ = refit_epochs(best[2], maximize=self.meta.maximize)
+        epochs, _ = refit_epochs(best[2], maximize=self.meta.maximize, most=self.epoch_cap)
         return self.meta.recipe.with_overrides({**best[2].user_attrs["overrides"], "train.epochs": epochs})
 
 
@@ -94,7 +95,7 @@ def write_trials_csv(path: Path, trials: Trials) -> None:
 def tuning_json(trials: Trials) -> dict[str, Any]:
     meta = trials.meta
     best = trials.best()
-    plan = None if best is None else refit_epochs(best[2], maximize=meta.maximize)  # the final refit's epochs, why
+    plan = None if best is None else refit_epochs(best[2], maximize=meta.maximize, most=trials.epoch_cap)
     curves = {str(n): [v for _, v in sorted(t.intermediate_values.items())] for n, _, t in trials.feasible()[:CURVES]}
     return {
         "direction": "maximize" if meta.maximize else "minimize",
@@ -121,10 +122,18 @@ def _stage_json(trials: Trials, outcome: Outcome) -> dict[str, Any]:
     return {
         "name": outcome.name,
         "trials": numbers,
+        "seconds": stage_seconds([t for _, s, t in trials.rows if s == outcome.name]),
         "best": None if best is None else {"value": best.value, "params": outcome.params},
         "decision": outcome.decision,
         "evidence": outcome.evidence,
     }
+
+
+def stage_seconds(trials: list[FrozenTrial]) -> float:
+    """Wall-clock seconds a stage took: its first trial's start to its last trial's end."""
+    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete is not None]
+    return round((max(ends) - min(starts)).total_seconds(), 3) if starts and ends else 0.0
 
 
 def refit(recipe: Recipe, run_dir: Path, *, folds: int, progress: bool, setups: SetupCache) -> FitResult:

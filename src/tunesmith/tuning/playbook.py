@@ -22,7 +22,10 @@ Each stage's winner is fixed for the stages after it. After each stage the check
 Learning Tuning Playbook run on its trials and are recorded with the decision: is the best point
 near the edge of the space (widen it and rerun), how many trials diverged (many means a bug or an
 LR range that is too high), and are the best curves still improving at the last epoch (train
-longer) or getting worse after an early peak (regularize).
+longer) or getting worse after an early peak (regularize). The edge check is acted on: once a stage
+has used WIDEN_AT of its budget (trials, or time), a best point at the edge of a numeric range widens
+that range once (`widen`: log ranges 10x past the edge, linear and integer ranges by half their width,
+always within SANE bounds; categorical choices stay) and the stage's remaining trials search it.
 
 Sources: catalog T10, T22, T31, T33, T40-T44, T53; Godbole et al. 2023, "Deep Learning Tuning
 Playbook" (incremental tuning, exploration before exploitation, the post-search checks).
@@ -55,6 +58,7 @@ __all__ = [
     "Regularization",
     "Stage",
     "StageKind",
+    "at_edges",
     "curve_shape",
     "decide",
     "incumbent",
@@ -65,6 +69,8 @@ __all__ = [
     "shrink_space",
     "stage_of",
     "suggested_lr",
+    "widen",
+    "widened_space",
 ]
 
 LR_KEYS = {
@@ -107,6 +113,17 @@ EDGE = 0.1  # a best value within this share of the range's end counts as "near 
 MANY_DIVERGED = 0.3  # a larger share of divergent trials points to a bug or a too-high LR range
 DROP = 0.02  # a curve that ends this much (relative) below its peak is getting worse
 LONGER = 2  # the refit's epochs, as a multiple of the trials', when the winner was still improving
+WIDEN_AT = 0.7  # share of a stage's budget (trials or time) after which a best point at an edge widens its range
+WIDEN = 10.0  # a log range grows this factor past the edge it was at
+SANE: dict[str, tuple[float, float]] = {  # how far widening may go (what a practitioner would still try)
+    "train.lr": (1e-6, 1.0),
+    "train.weight_decay": (1e-8, 0.1),
+    "train.l1": (1e-8, 0.1),
+    "train.l2": (1e-8, 0.1),
+    "train.momentum": (0.0, 0.99),
+    "model.dropout": (0.0, 0.8),
+    "model.depth": (1, 12),
+}  # categorical choices (widths, batch sizes) are never widened: Optuna fixes a categorical's choices in a study
 
 
 def stage_of(key: str) -> str:
@@ -246,12 +263,20 @@ class Criteria:
     fit_below: float  # T40: a model "fits" when its training loss ends below this
     epochs: int  # a full-length trial (curve checks)
     val_rows: int | None = None  # accuracy-like metrics: validation rows, for the one-standard-error rule
+    repeats: int = 1  # folds each trial is scored on (noise-aware scoring: prechecks.measure_noise)
 
     def standard_error(self, value: float) -> float:
         """The binomial standard error of an accuracy-like score on val_rows rows (0 for other metrics)."""
         if self.val_rows is None or not 0 <= value <= 1:
             return 0.0
         return math.sqrt(value * (1 - value) / self.val_rows)
+
+    def slack(self, trial: FrozenTrial) -> float:
+        """One standard error of a trial's score: the spread of its folds' scores when it was scored on several
+        (noise-aware), else the binomial error of an accuracy-like score."""
+        if "se" in trial.user_attrs:
+            return float(trial.user_attrs["se"])
+        return self.standard_error(trial.value if trial.value is not None else math.nan)
 
 
 @dataclass
@@ -301,7 +326,7 @@ def _capacity_winner(
     }
     if fits:
         top = fits[0].value or 0.0
-        slack = judge.standard_error(top)
+        slack = judge.slack(fits[0])
         close = [t for t in fits if abs((t.value or 0.0) - top) <= slack]
         chosen = min(close, key=lambda t: t.user_attrs.get("n_params", math.inf))
         evidence["fit"].update(one_se=round(slack, 6), within_one_se=[label(t) for t in close])
@@ -344,7 +369,7 @@ def checks(
         "diverged": len(diverged),
         "divergent_share": round(share, 3),
         "divergence_examples": [t.user_attrs["diverged"]["reason"][:160] for t in diverged[:2]],
-        "boundary": _boundary(space, ranked[0]) if ranked else [],
+        "boundary": at_edges(space, ranked[0]) if ranked else [],
         "curves": [{"trial": label(t), **curve_shape(t, maximize=maximize, epochs=epochs)} for t in ranked[:3]],
         "warnings": [],
     }
@@ -362,7 +387,8 @@ def checks(
     return evidence
 
 
-def _boundary(space: dict[str, ParamSpec], best: FrozenTrial) -> list[dict[str, Any]]:
+def at_edges(space: dict[str, ParamSpec], best: FrozenTrial) -> list[dict[str, Any]]:
+    """The keys whose best value lies within EDGE of its range's end ({key, value, edge}); 0 is a natural floor."""
     hits = []
     for key, spec in space.items():
         if key not in best.params:
@@ -376,16 +402,59 @@ def _boundary(space: dict[str, ParamSpec], best: FrozenTrial) -> list[dict[str, 
     return hits
 
 
-def refit_epochs(trial: FrozenTrial, *, maximize: bool) -> tuple[int, str]:
+def widen(space: dict[str, ParamSpec], boundary: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each edge hit that can grow within SANE bounds: {key: {edge, value, from, to}} (ParamSpecs as JSON)."""
+    record: dict[str, dict[str, Any]] = {}
+    for hit in boundary:
+        key, upper = hit["key"], hit["edge"] == "upper"
+        spec, bounds = space.get(key), SANE.get(key)
+        if spec is None or bounds is None:
+            continue
+        grown = _grown(spec, upper, bounds)
+        if grown is not None:
+            record[key] = {**hit, "from": spec.model_dump(mode="json"), "to": grown.model_dump(mode="json")}
+    return record
+
+
+def _grown(spec: ParamSpec, upper: bool, bounds: tuple[float, float]) -> ParamSpec | None:
+    """`spec` extended past one edge (None when the SANE bound leaves no room)."""
+    lo, hi = bounds
+    if spec.type == "categorical":
+        return None
+    assert spec.low is not None and spec.high is not None
+    if spec.log:
+        low, high = (spec.low, min(hi, spec.high * WIDEN)) if upper else (max(lo, spec.low / WIDEN), spec.high)
+    else:
+        step = (spec.high - spec.low) / 2
+        step = max(1.0, round(step)) if spec.type == "int" else step
+        low, high = (spec.low, min(hi, spec.high + step)) if upper else (max(lo, spec.low - step), spec.high)
+    if (low, high) == (spec.low, spec.high):
+        return None
+    if spec.type == "int":
+        low, high = int(low), int(high)
+    return ParamSpec(type=spec.type, low=low, high=high, log=spec.log)
+
+
+def widened_space(space: dict[str, ParamSpec], record: dict[str, dict[str, Any]]) -> dict[str, ParamSpec]:
+    """The space with a stage's recorded widening applied (every worker derives the same space from it)."""
+    return {**space, **{key: ParamSpec.model_validate(r["to"]) for key, r in record.items() if key in space}}
+
+
+def refit_epochs(trial: FrozenTrial, *, maximize: bool, most: int | None = None) -> tuple[int, str]:
     """The "train longer" check, acted on for the final model: (the refit's epochs, why). Trials are short so
     that many fit in the budget; a winner whose curve was still improving at its last epoch is refit for
     LONGER times its epochs, and early stopping (T43, when the recipe has it on) ends a fold once its
-    validation score stops improving."""
+    validation score stops improving. `most`: the epochs the time left allows (--timeout), a cap."""
     epochs = int(trial.user_attrs["overrides"]["train.epochs"])
     shape = curve_shape(trial, maximize=maximize, epochs=epochs)
     if shape["verdict"] != "improving":
-        return epochs, f"the winner's validation curve peaked at epoch {shape.get('best_epoch')} of {epochs}"
-    return epochs * LONGER, f"the winner was still improving at its last epoch ({epochs}): trained {LONGER}x longer"
+        planned, why = epochs, f"the winner's validation curve peaked at epoch {shape.get('best_epoch')} of {epochs}"
+    else:
+        planned = epochs * LONGER
+        why = f"the winner was still improving at its last epoch ({epochs}): trained {LONGER}x longer"
+    if most is not None and most < planned:
+        return most, f"{why}; capped at {most} epochs, what the time left by --timeout allows"
+    return planned, why
 
 
 def curve_shape(trial: FrozenTrial, *, maximize: bool, epochs: int) -> dict[str, Any]:
@@ -439,9 +508,20 @@ class StageKind:
     def pick(
         self, ranked: list[FrozenTrial], judge: Criteria, evidence: dict[str, Any], label: Callable[[FrozenTrial], int]
     ) -> tuple[FrozenTrial, str]:
-        """(the winner among the finished trials, best first; why it won)."""
+        """(the winner among the finished trials, best first; why it won). Scored on folds (noise-aware), a
+        stage keeps its incumbent (its first trial, the values carried in) while that is within one standard
+        error of the best: a change must be more than noise."""
         best = ranked[0]
-        return best, f"best validation score {best.value:.4g} among {len(ranked)} finished trials"
+        slack = judge.slack(best) if "se" in best.user_attrs else 0.0
+        incumbent = next((t for t in ranked if t.number == 0), None) if self.from_incumbent else None
+        if slack > 0 and incumbent is not None and abs((incumbent.value or 0.0) - (best.value or 0.0)) <= slack:
+            evidence["one_se"] = {"best": label(best), "se": round(slack, 6), "kept": label(incumbent)}
+            return incumbent, (
+                f"the incumbent's score {incumbent.value:.4g} is within one standard error ({slack:.3g}) of the best "
+                f"{best.value:.4g} (trial {label(best)}): no change beyond noise"
+            )
+        se = f" ± {slack:.3g} (one standard error over {judge.repeats} folds)" if slack > 0 else ""
+        return best, f"best validation score {best.value:.4g}{se} among {len(ranked)} finished trials"
 
     def describe(self, stage: Stage) -> tuple[str, list[str]]:
         """For the plan: (a note after the stage's line, lines under it)."""

@@ -4,6 +4,13 @@
   trained on one mini-batch of training rows for up to `STEPS` steps, must drive that batch's loss
   far below the chance level. When it cannot, no amount of tuning will help: the evidence points
   at a bug (labels, loss, LR).
+- noise (issue 14), once, before the first trial: the starting recipe trained under NOISE_SEEDS seeds
+  on the same split. When the validation split is small (under SMALL_VAL rows) or the seeds' spread
+  is more than NOISE_SHARE of the recipe's lead over the constant predictor (the differences the
+  search must resolve are a fraction of that lead), one validation score decides nothing: every
+  trial is then scored by CV_FOLDS-fold cross-validation over train+val (mean and standard error),
+  and the stages choose within one standard error. Large splits (LARGE_VAL rows) are trusted
+  without measuring.
 - at the start of the lr stage, on the model the capacity stage chose (the one the lr stage
   trains): the LR range test (T31, tunesmith.train.lr_find), whose suggestion, when its rules
   agree, narrows the lr stage to a decade either side and is its first trial's LR; and the
@@ -25,13 +32,58 @@ from tunesmith.train.callbacks import Callback
 from tunesmith.train.lr_find import lr_find
 from tunesmith.train.trainer import Trainer
 from tunesmith.tuneconfig import ParamSpec
-from tunesmith.tuning.evidence import LrEvidence, OverfitEvidence
+from tunesmith.tuning.evidence import LrEvidence, NoiseEvidence, OverfitEvidence
+from tunesmith.tuning.objective import train_trial
 from tunesmith.tuning.playbook import REGULARIZATION_OFF
 
-__all__ = ["describe", "lr_prechecks", "overfit_one_batch"]
+__all__ = ["CV_FOLDS", "NOISE_SEEDS", "describe", "lr_prechecks", "measure_noise", "overfit_one_batch"]
 
 BATCH_ROWS = 64  # the one batch the model must memorize
 STEPS = 100  # optimizer steps on it (Adam memorizes 64 rows in far fewer)
+NOISE_SEEDS = 3  # seeds the starting recipe is trained under to measure the spread of its score
+NOISE_SHARE = 0.02  # a spread above this share of the lead over the constant predictor is noise worth folds
+SMALL_VAL = 200  # validation rows below which one split's score is noisy whatever the seeds say
+LARGE_VAL = 2000  # validation rows from which one split's score is trusted without measuring
+CV_FOLDS = 5  # folds a trial is scored on when one split is too noisy
+
+
+def measure_noise(setup: RunSetup, *, metric: str, maximize: bool, epochs: int) -> NoiseEvidence:
+    """Whether one validation score can rank trials (repeats 1) or each trial needs CV_FOLDS folds."""
+    from statistics import mean, stdev
+
+    from tunesmith.baselines import fit_baselines
+
+    val_rows = len(setup.prep.x_val)
+    if val_rows >= LARGE_VAL:
+        return {"val_rows": val_rows, "repeats": 1, "why": f"{val_rows} validation rows: one split is trusted"}
+    scores = [
+        train_trial(
+            setup.with_overrides({"train.seed": seed, "train.epochs": epochs}), metric=metric, maximize=maximize
+        ).value
+        for seed in range(NOISE_SEEDS)
+    ]
+    constant = fit_baselines(setup.prep)["constant"].get("val", {}).get(metric)
+    spread = stdev(scores)
+    lead = abs(mean(scores) - constant) if constant is not None else 0.0
+    noisy = val_rows < SMALL_VAL or spread > NOISE_SHARE * lead
+    if val_rows < SMALL_VAL:
+        why = f"{val_rows} validation rows (< {SMALL_VAL}): one split's score is noisy"
+    else:
+        why = (
+            f"the seed-to-seed spread {spread:.3g} is {'more' if noisy else 'less'} than {NOISE_SHARE:.0%} of the "
+            f"starting recipe's lead {lead:.3g} over the constant predictor"
+        )
+    repeats = CV_FOLDS if noisy else 1
+    why += f": each trial is scored by {CV_FOLDS}-fold cross-validation" if noisy else ": one split per trial"
+    rounded = [round(s, 6) for s in scores]
+    return {
+        "val_rows": val_rows,
+        "seed_scores": rounded,
+        "spread": round(spread, 6),
+        "lead": round(lead, 6),
+        "repeats": repeats,
+        "why": why,
+    }
 
 
 def overfit_one_batch(setup: RunSetup, *, below: float) -> OverfitEvidence:

@@ -15,10 +15,13 @@ directory after Ctrl-C or a crash; trials already finished are never repeated, a
 trial's suggestion depends only on the study's history (samplers.StagedSampler) a graceful stop
 and resume gives the same trials as an uninterrupted study.
 
---timeout bounds the whole tune: the search gets SEARCH_SHARE of it, split across stages by
-`tune.shares`; at its stage's deadline a running trial ends after its current epoch (once past
-the pruner's warm-up: its best epoch so far is its score) and the stage closes, as soon as the
-study has one scored trial. The refit follows and may overrun when trials are slow.
+--timeout bounds the whole tune, from the start to metrics.json (worker.TimeBudget): the search ends
+when the refit, priced from the trials' measured seconds per epoch, still fits (SEARCH_SHARE of the
+time until a trial has run), split across stages by `tune.shares`; without an exact --trials each
+stage runs trials until its share is spent. At its stage's deadline a running trial ends after its
+current epoch (once past the pruner's warm-up: its best epoch so far is its score) and the stage
+closes, as soon as the study has one scored trial. The refit trains at most the epochs the time left
+allows (FINISH of the time is kept for the test and the run directory).
 """
 
 from __future__ import annotations
@@ -46,19 +49,28 @@ from tunesmith.runsetup import RunSetup, SetupCache
 from tunesmith.train.metrics import METRICS, pick_metric
 from tunesmith.tuneconfig import TuneConfig
 from tunesmith.tuning.objective import chance_loss
-from tunesmith.tuning.outputs import collect, refit, write_outputs
+from tunesmith.tuning.outputs import Trials, collect, refit, write_outputs
 from tunesmith.tuning.playbook import LONGER, Criteria, plan_stages
-from tunesmith.tuning.prechecks import overfit_one_batch
+from tunesmith.tuning.prechecks import NOISE_SEEDS, measure_noise, overfit_one_batch
 from tunesmith.tuning.samplers import create_pruner, create_sampler, rungs
 from tunesmith.tuning.space import ambiguous_kind, check_space, default_space, space_to_json
 from tunesmith.tuning.storage import JOURNAL, open_storage, redact
-from tunesmith.tuning.worker import META, Meta, graceful_stop, join, load_meta, run_worker
+from tunesmith.tuning.worker import (
+    META,
+    SEARCH_SHARE,
+    Meta,
+    TimeBudget,
+    epoch_seconds,
+    graceful_stop,
+    join,
+    load_meta,
+    run_worker,
+)
 
 __all__ = ["TuneResult", "create_study", "run_workers", "tune"]
 
 log = logging.getLogger("tunesmith.tuning")
 
-SEARCH_SHARE = 0.6  # of --timeout: the rest is for the refit (5 folds, each one or two trials long) and the test
 PER_SESSION = ("tune.trials", "tune.timeout", "name")  # may differ between the sessions of one study
 STOPPED = 3  # exit code of a spawned worker stopped by Ctrl-C (its finished trials are kept)
 
@@ -135,14 +147,28 @@ def tune(
             shutil.rmtree(run.path, ignore_errors=True)
         raise
     timeout = timeout if timeout is not None else meta.recipe.tune.timeout
-    deadline = None if timeout is None else started + timeout * SEARCH_SHARE
+    session = candidate.tune if candidate is not None else meta.recipe.tune  # --trials and --timeout are per session
+    folds = meta.recipe.tune.refit_folds
+    budget = (
+        None
+        if timeout is None
+        else TimeBudget(
+            start=started,
+            end=started + timeout,
+            refit_folds=folds,
+            refit_epochs=meta.recipe.tune.epochs,
+            until_spent=session.trials is None,
+        )
+    )
     where = redact(storage) if storage else str(run.path / JOURNAL)
-    for line in plan_lines(meta, storage=where, study=name, workers=workers, timeout=timeout):
+    for line in plan_lines(meta, storage=where, study=name, workers=workers, budget=budget):
         log.info(line)
     with graceful_stop() as stop:
         url = storage or str(run.path / JOURNAL)
-        done = run_workers(store, name, url=url, workers=workers, deadline=deadline, stop=stop, setups=setups)
+        done = run_workers(store, name, url=url, workers=workers, budget=budget, stop=stop, setups=setups)
     trials_ = collect(store, name, meta)
+    if budget is not None and done:
+        trials_.epoch_cap = _refit_epoch_cap(budget, trials_)
     tuning = write_outputs(run.path, trials_)
     table = pd.read_csv(run.path / "trials.csv")
     if not done:
@@ -153,18 +179,53 @@ def tune(
             f"No trial of study {name!r} finished feasibly (all diverged, failed or were pruned): see "
             f"{run.path / 'trials.csv'}. Narrow the learning-rate range or check the data."
         )
-    folds = meta.recipe.tune.refit_folds
     log.info("refit: the best recipe, %d-fold cross-validation on train+val, then the test split", folds)
     log.info("  %d epochs: %s", best.train.epochs, tuning["refit"]["reason"])
+    refit_started = time.time()
     result = refit(best, run.path, folds=folds, progress=progress, setups=setups)
     best_row = trials_.best()
-    summary = {"study": name, "trials": len(trials_.rows), "best_trial": best_row[0] if best_row else None}
+    spent = _time_spent(tuning, refit=time.time() - refit_started, total=time.time() - started, timeout=timeout)
+    summary = {
+        "study": name,
+        "trials": len(trials_.rows),
+        "best_trial": best_row[0] if best_row else None,
+        "seconds": spent,
+    }
     metrics = {**result.metrics, "seconds": round(time.time() - started, 3), "tuning": summary}
     write_json(run.metrics, metrics)  # the tune run directory is complete
     from tunesmith.report import write_report  # lazy: matplotlib and jinja2 load only here
 
     write_report(run.path)  # tuning sections (tuning.json, trials.csv) and the refit's
     return TuneResult(metrics, table, tuning, best, run.path, complete=True, model=result.model)
+
+
+def _refit_epoch_cap(budget: TimeBudget, trials: Trials) -> int | None:
+    """The refit's epochs that fit in the time left, at the winner's measured seconds per epoch (the trials'
+    median when the winner repeated an earlier point); never fewer than the epoch at which the winner peaked
+    (a shorter refit would deliver a worse model than the search found: the timeout is overrun instead)."""
+    best = trials.best()
+    if best is None:
+        return None
+    cost = epoch_seconds([best[2]]) or epoch_seconds([t for _, _, t in trials.rows]) or 0.0
+    allowed, peak = budget.epochs_left(cost), int(best[2].user_attrs.get("best_epoch", 1))
+    if allowed < peak:
+        log.warning(
+            "the time left allows %d refit epochs; the refit trains %d, where the winner peaked, and may overrun "
+            "--timeout",
+            allowed,
+            peak,
+        )
+    return max(allowed, peak)
+
+
+def _time_spent(tuning: dict[str, Any], *, refit: float, total: float, timeout: float | None) -> dict[str, Any]:
+    """Where the time went, per stage, for metrics.json and the log (with the timeout it was planned for)."""
+    stages = {s["name"]: s["seconds"] for s in tuning["stages"]}
+    spent = {"timeout": timeout, "stages": stages, "refit": round(refit, 3), "total": round(total, 3)}
+    parts = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in stages.items())
+    of = f" of {timeout:.0f}" if timeout is not None else ""
+    log.info("time spent: %s, refit %.0f s; %.0f s%s in all", parts, refit, total, of)
+    return spent
 
 
 def _join_or_create(
@@ -214,17 +275,25 @@ def create_meta(setup: RunSetup) -> Meta:
     create_sampler(cfg.sampler, seed=0, space=space)  # an unknown sampler/pruner name fails before any work
     create_pruner(cfg.pruner, epochs=cfg.epochs)
     metric, maximize = pick_metric(cfg.metric, prep.facts.task)
+    stages = plan_stages(space, cfg, trials=cfg.planned_trials)
+    evidence: dict[str, Any] = {}
+    if cfg.strategy == "staged":  # the LR range test and batch-size finder wait for the capacity winner
+        log.info("precheck: overfit one batch (T40)")
+        evidence["overfit_batch"] = overfit_one_batch(setup, below=cfg.fit_loss * chance_loss(prep))
+    if cfg.folds == "auto":
+        log.info(
+            "precheck: is one validation split enough to rank trials? (the starting recipe, %d seeds)", NOISE_SEEDS
+        )
+        evidence["noise"] = measure_noise(setup, metric=metric, maximize=maximize, epochs=cfg.epochs)
+        log.info("  %s", evidence["noise"]["why"])
+    repeats = evidence["noise"]["repeats"] if cfg.folds == "auto" else cfg.folds
     judge = Criteria(
         maximize=maximize,
         fit_below=cfg.fit_loss * chance_loss(prep),
         epochs=cfg.epochs,
         val_rows=len(prep.x_val) if METRICS[metric].share_of_rows else None,
+        repeats=repeats,
     )
-    stages = plan_stages(space, cfg, trials=cfg.trials)
-    evidence: dict[str, Any] = {}
-    if cfg.strategy == "staged":  # the LR range test and batch-size finder wait for the capacity winner
-        log.info("precheck: overfit one batch (T40)")
-        evidence["overfit_batch"] = overfit_one_batch(setup, below=judge.fit_below)
     user_class = _model_class(setup.user_model)
     return Meta(recipe, space_to_json(space), stages, metric, judge, evidence, user_model=user_class)
 
@@ -247,8 +316,10 @@ def _check_same(meta: Meta, candidate: Recipe, name: str) -> None:
             f"The study {name!r} already exists for a different recipe (it differs on {', '.join(differ[:6])}). "
             "Pass another --study name to start a new study, or the same recipe and flags to join or resume it."
         )
-    if candidate.tune.trials != meta.recipe.tune.trials:
-        log.warning("the study's budget is %d trials (set when it was created)", meta.recipe.tune.trials)
+    if candidate.tune.trials is not None and candidate.tune.trials != meta.recipe.tune.planned_trials:
+        log.warning(
+            "the study's stages are planned for %d trials (when it was created)", meta.recipe.tune.planned_trials
+        )
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -261,21 +332,23 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def plan_lines(meta: Meta, *, storage: str, study: str, workers: int, timeout: float | None) -> list[str]:
-    """The plan printed before any trial: stages, trials, samplers, pruning rungs and epochs."""
+def plan_lines(meta: Meta, *, storage: str, study: str, workers: int, budget: TimeBudget | None) -> list[str]:
+    """The plan printed before any trial: stages, trials (or time), samplers, pruning rungs and epochs."""
     cfg = meta.recipe.tune
     direction = "maximize" if meta.maximize else "minimize"
-    total = sum(s.trials for s in meta.stages)
+    until_spent = budget is not None and budget.until_spent
+    total = "trials as the time allows" if until_spent else f"{sum(s.trials for s in meta.stages)} trials"
     lines = [
         f"study {study!r} in {storage}, {workers} worker{'s' if workers > 1 else ''}",
-        f"plan ({cfg.strategy}, T53): {total} trials of up to {cfg.epochs} epochs, each scored by its best "
+        f"plan ({cfg.strategy}, T53): {total} of up to {cfg.epochs} epochs, each scored by its best "
         f"validation {meta.metric} epoch ({direction})",
     ]
     for k, s in enumerate(meta.stages, 1):
         how = f"{s.explore} quasi-random (qmc) then {cfg.sampler}" if s.explore else cfg.sampler
         note, notes = s.kind.describe(s)
         keys = ", ".join(_range(key, spec) for key, spec in s.space.items())
-        lines.append(f"  {k}. {s.name}: {s.trials} trials, {how}{note}: {keys}")
+        count = f"{s.share:.0%} of the search time" if until_spent else f"{s.trials} trials"
+        lines.append(f"  {k}. {s.name}: {count}, {how}{note}: {keys}")
         lines += [f"     {line}" for line in notes]
     lines.append(
         f"  {len(meta.stages) + 1}. refit the best recipe: {cfg.refit_folds}-fold CV on train+val, mean ± std "
@@ -283,8 +356,19 @@ def plan_lines(meta: Meta, *, storage: str, study: str, workers: int, timeout: f
     )
     lines.append(f"  {len(meta.stages) + 2}. test: one evaluation of the refit models on the held-out test split")
     lines.append(f"  pruning ({cfg.pruner}): {rungs(cfg.pruner, epochs=cfg.epochs)}")
-    if timeout is not None:
-        lines.append(f"  time: {timeout:.0f} s in all, {timeout * SEARCH_SHARE:.0f} s for the search (shared by stage)")
+    if meta.judge.repeats > 1:
+        lines.append(
+            f"  scoring: each trial by {meta.judge.repeats}-fold cross-validation over train+val (mean ± standard "
+            "error; the first fold reports to the pruner), each stage's choice within one standard error"
+        )
+    if budget is not None:
+        timeout = budget.end - budget.start
+        lines.append(
+            f"  time: {timeout:.0f} s to metrics.json; the search ends when the refit ({budget.refit_folds} folds x "
+            f"{budget.refit_epochs} epochs, priced from the trials' measured seconds per epoch) still fits "
+            f"({SEARCH_SHARE:.0%}, {timeout * SEARCH_SHARE:.0f} s, until a trial has run); the refit trains the epochs "
+            "the time left allows"
+        )
     return lines
 
 
@@ -301,17 +385,17 @@ def run_workers(
     *,
     url: str,
     workers: int,
-    deadline: float | None,
+    budget: TimeBudget | None,
     stop: threading.Event,
     setups: SetupCache | None = None,
 ) -> bool:
     """One worker in this process (on `store`, with `setups`, which hold the user's model), or `workers`
     spawned processes (on `url`), one thread each."""
     if workers == 1:
-        return run_worker(store, name, deadline=deadline, stop=stop, setups=setups)
+        return run_worker(store, name, budget=budget, stop=stop, setups=setups)
     level = log.getEffectiveLevel()
     context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools and locks
-    procs = [context.Process(target=_child, args=(url, name, deadline, workers, level)) for _ in range(workers)]
+    procs = [context.Process(target=_child, args=(url, name, budget, workers, level)) for _ in range(workers)]
     for p in procs:
         p.start()
     for p in procs:
@@ -324,14 +408,14 @@ def run_workers(
     return all(c == 0 for c in codes) and not stop.is_set()
 
 
-def _child(url: str, name: str, deadline: float | None, workers: int, level: int) -> None:
+def _child(url: str, name: str, budget: TimeBudget | None, workers: int, level: int) -> None:
     """A spawned local worker: one torch thread (N processes beat one process with N threads on small models)."""
     import torch
 
     torch.set_num_threads(1)
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     try:
-        code = 0 if join(url, name, deadline=deadline, workers=workers) else STOPPED
+        code = 0 if join(url, name, budget=budget, workers=workers) else STOPPED
     except KeyboardInterrupt:  # a second Ctrl-C: the trial is failed and requeued on resume
         code = STOPPED
     except BadInput as exc:

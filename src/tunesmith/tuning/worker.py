@@ -17,19 +17,29 @@ Rules that make N workers one search:
 - trials that failed for infrastructure reasons (a crash, a second Ctrl-C) are requeued with the
   same parameters, up to `tune.max_retry` times; diverged trials are finished, never requeued.
 - Ctrl-C (once) finishes the current trial, then stops; finished trials are kept.
+
+Time (`TimeBudget`, from --timeout): each stage gets its share of the search time and closes at its
+deadline once it has a scored trial. The search ends early enough for the refit that follows: once
+MEASURED trials have trained, the refit's cost is priced from their median seconds per epoch plus a
+fold's fixed cost (until then the search has SEARCH_SHARE of the time). Without an exact --trials, a
+stage runs trials until its
+share is spent, so cheap trials mean many more of them; it ends early only when the sampler keeps
+drawing points it has tried (the space is exhausted).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import signal
+import statistics
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -45,13 +55,28 @@ from tunesmith.tuneconfig import ParamSpec, TuneConfig
 from tunesmith.tuning.evidence import LrEvidence
 from tunesmith.tuning.objective import Objective, Surplus, budget_used
 from tunesmith.tuning.once import done_once, run_once
-from tunesmith.tuning.playbook import Criteria, Outcome, Stage, decide, incumbent
+from tunesmith.tuning.playbook import (
+    WIDEN_AT,
+    Criteria,
+    Outcome,
+    Stage,
+    at_edges,
+    decide,
+    incumbent,
+    rank_key,
+    widen,
+    widened_space,
+)
 from tunesmith.tuning.prechecks import describe, lr_prechecks
 from tunesmith.tuning.samplers import StagedSampler, create_pruner, without_experimental_warnings
 
 __all__ = [
     "META",
+    "REFIT_SAFETY",
+    "SEARCH_SHARE",
     "Meta",
+    "TimeBudget",
+    "epoch_seconds",
     "graceful_stop",
     "join",
     "load_meta",
@@ -65,6 +90,64 @@ log = logging.getLogger("tunesmith.tuning")
 
 META = "tunesmith"  # the main study's user attribute holding everything a worker needs
 POLL = 1.0  # seconds between looks while other workers finish a stage
+SEARCH_SHARE = 0.6  # of --timeout, for the search until a trial's cost is measured; the refit and test get the rest
+REFIT_SAFETY = 1.2  # the refit's priced seconds are padded by this factor
+FOLD_SECONDS = 1.0  # a refit fold's cost besides its epochs: data setup, baselines, evaluation, files (~0.6 s here)
+FINISH = 0.02  # of --timeout (and at least a second): kept after the refit for the test and the run directory
+EXHAUSTED = 5  # a time-bound stage ends after this many trials in a row that repeat a tried point
+MEASURED = 3  # trials that must have trained before their cost prices the refit (a first trial pays warm-ups)
+EDGE_TRIALS = 3  # feasible trials a stage needs before its best point's edges are judged
+WIDENED = "widened"  # a stage study's user attribute: the ranges it widened at an edge ({} once checked, none)
+
+
+@dataclass(frozen=True)
+class TimeBudget:
+    """--timeout as a plan: when the search must end so that the refit priced from the trials still fits.
+
+    end: wall-clock time (time.time()) by which the search, the refit and the test are done.
+    refit_folds, refit_epochs: the refit that follows the search (none for a `tunesmith worker`), priced once an
+        epoch's cost is measured.
+    until_spent: stages run trials until their share of the time is spent (no exact --trials).
+    """
+
+    start: float
+    end: float
+    refit_folds: int = 0
+    refit_epochs: int = 0
+    until_spent: bool = False
+
+    def finish(self) -> float:
+        """Seconds kept after the refit: the test evaluation and the run directory."""
+        return max(1.0, FINISH * (self.end - self.start)) if self.refit_folds else 0.0
+
+    def refit_seconds(self, epoch_seconds: float, epochs: int) -> float:
+        """The refit's price: every fold's epochs at the measured cost, plus its fixed cost, padded."""
+        return self.refit_folds * (epochs * epoch_seconds + FOLD_SECONDS) * REFIT_SAFETY
+
+    def epochs_left(self, epoch_seconds: float) -> int:
+        """The refit's epochs that the time left allows (at least 1)."""
+        left = self.end - time.time() - self.finish() - self.refit_seconds(0.0, 0)
+        return max(1, int(left / max(self.refit_folds * epoch_seconds * REFIT_SAFETY, 1e-9)))
+
+    def search_end(self, epoch_seconds: float | None) -> float:
+        """The search's deadline: SEARCH_SHARE of the time until an epoch's cost is known, then all but the refit's
+        priced seconds (never before the start: a refit costlier than the budget leaves one trial per stage).
+        Without a refit to follow (a `tunesmith worker --timeout`), the search has all of it."""
+        if not self.refit_folds:
+            return self.end
+        if epoch_seconds is None:
+            return self.start + (self.end - self.start) * SEARCH_SHARE
+        return max(self.start, self.end - self.finish() - self.refit_seconds(epoch_seconds, self.refit_epochs))
+
+
+def epoch_seconds(trials: list[FrozenTrial], *, least: int = 1) -> float | None:
+    """The median seconds per epoch of the trials that trained (repeats train nothing); None before `least` did."""
+    costs = [
+        t.user_attrs["seconds"] / (t.user_attrs["epochs"] * t.user_attrs.get("folds", 1))
+        for t in trials
+        if t.user_attrs.get("epochs") and t.user_attrs.get("seconds") and "repeat_of" not in t.user_attrs
+    ]
+    return float(statistics.median(costs)) if len(costs) >= max(1, least) else None
 
 
 @dataclass
@@ -154,17 +237,39 @@ def stage_outcomes(
     evidence = cast(LrEvidence, done_once(storage, prechecks_study(name)) or {})  # the lr prechecks, once measured
     for stage in meta.stages[:upto]:
         study = stage_study(storage, name, stage, meta)
-        space = stage_space(stage, outcomes, evidence)
+        record = study.user_attrs.get(WIDENED) or {}
+        space = stage_space(stage, outcomes, evidence, record)
         number = (lambda t: t.number) if label is None else functools.partial(label, stage.name)
-        outcomes.append(decide(stage, space, study.get_trials(deepcopy=False), meta.judge, label=number))
+        outcome = decide(stage, space, study.get_trials(deepcopy=False), meta.judge, label=number)
+        if record:  # the edge check, acted on: what was widened, and the winner found in the wider range
+            outcome.evidence["widened"] = record
+            ranges = "; ".join(
+                f"{key} widened at its {r['edge']} edge to {_span(r['to'])}" for key, r in record.items()
+            )
+            outcome.decision += f"; {ranges} (after trial {number(_widened_after(study, record))})"
+        outcomes.append(outcome)
     return outcomes
 
 
-def stage_space(stage: Stage, done: list[Outcome], evidence: LrEvidence) -> dict[str, ParamSpec]:
+def stage_space(
+    stage: Stage, done: list[Outcome], evidence: LrEvidence, widened: dict[str, Any] | None = None
+) -> dict[str, ParamSpec]:
     """The space a stage's trials sample, given the earlier stages' outcomes and the prechecks' `evidence`
     (e.g. the regularization stage's sizes shrunk below the capacity winner, T44; the lr stage narrowed
-    by its prechecks, T31, T33)."""
-    return stage.kind.search_space(stage.space, done, evidence)
+    by its prechecks, T31, T33), and the ranges it widened at an edge (`widened`, the stage study's record)."""
+    return widened_space(stage.kind.search_space(stage.space, done, evidence), widened or {})
+
+
+def _span(spec: dict[str, Any]) -> str:
+    if spec["type"] == "categorical":
+        return str(spec["choices"])
+    return f"[{spec['low']:.3g}, {spec['high']:.3g}]"
+
+
+def _widened_after(study: optuna.Study, record: dict[str, Any]) -> FrozenTrial:
+    """The last trial finished when the stage widened its ranges."""
+    after = next(iter(record.values()))["after"]
+    return next(t for t in study.get_trials(deepcopy=False) if t.number == after)
 
 
 def prechecks_study(name: str) -> str:
@@ -176,12 +281,13 @@ def run_worker(
     storage: BaseStorage,
     name: str,
     *,
-    deadline: float | None = None,
+    budget: TimeBudget | None = None,
     stop: threading.Event | None = None,
     setups: SetupCache | None = None,
 ) -> bool:
     """Run trials until every stage of study `name` is done (True) or a stop was asked for (False).
 
+    budget: --timeout (stage deadlines, and whether stages run until their time is spent); None: trials only.
     setups: the tuning process's cache, holding the live nn.Module of a study created with one (each
     trial trains a copy); a new cache by default.
     """
@@ -199,10 +305,8 @@ def run_worker(
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # tunesmith logs one line per trial itself
     setup = setups.get(meta.recipe)  # read the data now: a missing file is bad input before any trial starts
     current = flatten(setup.recipe.model_dump(mode="json"))  # the recipe's values, resolved
-    started, passed = time.time(), 0.0
+    until_spent = budget is not None and budget.until_spent
     for k, stage in enumerate(meta.stages):
-        passed += stage.share
-        stage_deadline = None if deadline is None else started + (deadline - started) * passed
         done = stage_outcomes(storage, name, meta, upto=k)  # the earlier stages' winners, fixed from here on
         carried = {key: value for o in done for key, value in o.params.items()}
         evidence = _lr_prechecks(storage, name, meta, stage, carried, setups=setups)
@@ -213,15 +317,19 @@ def run_worker(
             space=space,
             fixed=stage.fixed,
             stage=stage.name,
-            budget=stage.trials,
+            budget=None if until_spent else stage.trials,
             setups=setups,
             metric=meta.metric,
             maximize=meta.maximize,
-            deadline=stage_deadline,
+            repeats=meta.judge.repeats,
         )
         keys = ", ".join(space)
-        log.info("stage %d/%d %s: %d trials over %s", k + 1, len(meta.stages), stage.name, stage.trials, keys)
+        count = "trials until its share of the time is spent" if until_spent else f"{stage.trials} trials"
+        log.info("stage %d/%d %s: %s over %s", k + 1, len(meta.stages), stage.name, count, keys)
+        earlier = [t for s in meta.stages[:k] for t in stage_study(storage, name, s, meta).get_trials(deepcopy=False)]
+        clock = StageClock.of(budget, meta.stages[k:], earlier)
         study = stage_study(storage, name, stage, meta)
+        edges = _edge_check(study, objective, meta, clock) if meta.recipe.tune.sampler != "grid" else None
         baseline = {**current, **carried, **stage.kind.baseline(space, evidence)}
         start = incumbent(space, baseline) if stage.kind.from_incumbent else {}
         if start and not study.get_trials(deepcopy=False):  # the stage's first trial: its baseline
@@ -229,7 +337,7 @@ def run_worker(
         with without_experimental_warnings():
             retry = RetryHeartbeatStaleTrialCallback(max_retry=meta.recipe.tune.max_retry)
         scored = any(o.best is not None for o in done)  # an earlier stage has a result already
-        if not _drive(study, objective, stop=stop, retry=retry, deadline=stage_deadline, scored=scored):
+        if not _drive(study, objective, stop=stop, retry=retry, deadline=clock.deadline, scored=scored, edges=edges):
             return False
         log.info("  decision: %s", stage_outcomes(storage, name, meta, upto=k + 1)[-1].decision)
     return True
@@ -260,16 +368,74 @@ def _lr_prechecks(
     return evidence
 
 
+@dataclass
+class StageClock:
+    """A stage's time: its share of the search time left when it started, where the search ends before the
+    refit priced from every trial's measured seconds per epoch (`TimeBudget.search_end`)."""
+
+    budget: TimeBudget | None
+    share: float  # of the search time left at the stage's start
+    earlier: list[FrozenTrial]  # the earlier stages' trials (their cost prices the refit too)
+    start: float = field(default_factory=time.time)
+
+    @classmethod
+    def of(cls, budget: TimeBudget | None, stages: list[Stage], earlier: list[FrozenTrial]) -> StageClock:
+        """The clock of stages[0], the first of the stages still to run."""
+        return cls(budget, stages[0].share / sum(s.share for s in stages), earlier)
+
+    def deadline(self, own: list[FrozenTrial]) -> float | None:
+        """The stage's deadline given its own trials so far (None without --timeout)."""
+        if self.budget is None:
+            return None
+        end = self.budget.search_end(epoch_seconds([*self.earlier, *own], least=MEASURED))
+        return self.start + max(0.0, end - self.start) * self.share
+
+
+def _edge_check(
+    study: optuna.Study, objective: Objective, meta: Meta, clock: StageClock
+) -> Callable[[list[FrozenTrial]], None]:
+    """Once the stage has used WIDEN_AT of its budget (trials, or without a count its time), a best point at the
+    edge of a numeric range widens that range (playbook.widen), once: the record goes to the stage study so that
+    every worker, and the stage's outcome, use the same space; the remaining trials sample it."""
+
+    def check(trials: list[FrozenTrial]) -> None:
+        if WIDENED in study.user_attrs:
+            objective.space = widened_space(objective.space, study.user_attrs[WIDENED])
+            return
+        finished = [t for t in trials if t.state.is_finished() and not t.user_attrs.get("surplus")]
+        if objective.budget is not None:
+            due = len(finished) >= math.ceil(WIDEN_AT * objective.budget) and len(finished) < objective.budget
+        else:
+            end = clock.deadline(trials)
+            due = end is not None and time.time() >= clock.start + WIDEN_AT * (end - clock.start)
+        feasible = [t for t in finished if t.state == TrialState.COMPLETE and "diverged" not in t.user_attrs]
+        if not due or len(feasible) < EDGE_TRIALS:  # an edge is judged among several points, not one
+            return
+        best = min(feasible, key=lambda t: rank_key(t, maximize=meta.maximize))
+        hits = widen(objective.space, at_edges(objective.space, best))
+        record = {key: {**r, "after": finished[-1].number} for key, r in hits.items()}
+        study.set_user_attr(WIDENED, record)
+        for key, r in record.items():
+            log.info(
+                "  %s is at the %s edge: widened to %s for the stage's remaining trials", key, r["edge"], _span(r["to"])
+            )
+        objective.space = widened_space(objective.space, record)
+
+    return check
+
+
 def _drive(
     study: optuna.Study,
     objective: Objective,
     *,
     stop: threading.Event,
     retry: RetryHeartbeatStaleTrialCallback,
-    deadline: float | None,
+    deadline: Callable[[list[FrozenTrial]], float | None],
     scored: bool,
+    edges: Callable[[list[FrozenTrial]], None] | None = None,
 ) -> bool:
-    """Run this stage's trials until its budget is used and no trial is running; False on a stop.
+    """Run this stage's trials until its budget is used (a count, or without one its time) and no trial is
+    running; False on a stop.
 
     At its deadline the stage closes, for every worker, once the study has any scored trial (so that a
     --timeout that the prechecks used up still leaves one result to refit).
@@ -281,17 +447,27 @@ def _drive(
         _requeue_interrupted(study, trials, retry)
         closed = bool(study.user_attrs.get("closed"))
         scored = scored or any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-        if not closed and deadline is not None and time.time() > deadline and scored:
+        objective.deadline = deadline(trials)
+        if not closed and objective.deadline is not None and time.time() > objective.deadline and scored:
             study.set_user_attr("closed", True)  # time's up for this stage
             closed = True
+        if edges is not None and not closed:
+            edges(trials)
         states = {t.state for t in trials}
-        if not closed and (budget_used(trials) < objective.budget or TrialState.WAITING in states):
+        wanted = not _exhausted(trials) if objective.budget is None else budget_used(trials) < objective.budget
+        if not closed and (wanted or TrialState.WAITING in states):
             _one_trial(study, objective)
             continue
         if TrialState.RUNNING not in states:
             return True
         time.sleep(POLL)  # another worker is finishing this stage's last trials
     return False
+
+
+def _exhausted(trials: list[FrozenTrial]) -> bool:
+    """The sampler keeps drawing points this stage has trained already: a time-bound stage has nothing left to try."""
+    finished = [t for t in trials if t.state.is_finished() and not t.user_attrs.get("surplus")]
+    return len(finished) >= EXHAUSTED and all("repeat_of" in t.user_attrs for t in finished[-EXHAUSTED:])
 
 
 def _one_trial(study: optuna.Study, objective: Objective) -> None:
@@ -339,7 +515,7 @@ def _line(trial: FrozenTrial) -> str:
     return f"{stage} trial {trial.number}: {params} -> {outcome} ({epochs} epochs, {cost})"
 
 
-def join(url: str, name: str, *, deadline: float | None = None, workers: int = 1, wait: float = 0.0) -> bool:
+def join(url: str, name: str, *, budget: TimeBudget | None = None, workers: int = 1, wait: float = 0.0) -> bool:
     """Open the storage at `url` with the study's own heartbeat settings and work on study `name` until done.
 
     wait: seconds to wait for the study to appear (workers started before `tunesmith tune`, e.g. a job array).
@@ -352,7 +528,7 @@ def join(url: str, name: str, *, deadline: float | None = None, workers: int = 1
     if meta is not None and meta.recipe.tune != TuneConfig.model_validate({}):
         store = open_storage(url, run_dir=None, workers=workers, cfg=meta.recipe.tune)
     with graceful_stop() as stop:
-        return run_worker(store, name, deadline=deadline, stop=stop)
+        return run_worker(store, name, budget=budget, stop=stop)
 
 
 def _wait_for_journal(url: str, name: str, *, until: float) -> None:
