@@ -101,6 +101,10 @@ def fit(
     batch_size: Annotated[int | None, typer.Option(help="Mini-batch size (default: from the data, T07).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (T54).")] = None,
     cv: Annotated[int | None, typer.Option(help="K-fold cross-validation: report every fold, mean ± std.")] = None,
+    ensemble: Annotated[
+        bool,
+        typer.Option(help="With --cv K: the final model averages the K fold models (time data: K seeds on all rows)."),
+    ] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out after a crash or Ctrl-C.")] = False,
     set_: SetOpt = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
@@ -128,6 +132,7 @@ def fit(
             batch_size=batch_size,
             device=device,
             cv=cv,
+            ensemble=ensemble or None,  # unset unless given: --resume compares only what was set
         )
         callbacks: list[Any] = []
         if tensorboard:

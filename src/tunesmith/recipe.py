@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 
 from tunesmith.errors import BadInput, closest
 from tunesmith.tuneconfig import TuneConfig
@@ -63,6 +63,8 @@ class DataConfig(Section):
     task: Task = "auto"  # auto: classification for integer/string targets with few values
     kind: Kind = "auto"  # auto: image for (N,C,H,W) arrays, sequence for (N,T,C), tabular for (N,F)
     cv: int = Field(0, ge=0)  # 0: one train/val holdout; K>=2: K folds, every fold reported
+    ensemble: bool = False  # with cv K: the final model averages K members (the fold models; K seeds on
+    # all train+val rows for time splits); costs K models at predict time, usually buys a little accuracy
     split: Literal["auto", "random", "stratified", "group", "time"] = "auto"  # auto: from time/group/task
     val_size: float = Field(0.2, gt=0.0, lt=1.0)  # validation share of the non-test rows (holdout)
     test_size: float = Field(0.2, ge=0.0, lt=1.0)  # carved out only when no test split is given
@@ -86,6 +88,13 @@ class DataConfig(Section):
         if cv == 1:  # one "fold" is no cross-validation: refuse rather than record a CV that is not one
             raise ValueError("0 (one hold-out validation split) or a number of folds >= 2")
         return cv
+
+    @field_validator("ensemble")
+    @classmethod
+    def _members(cls, ensemble: bool, info: ValidationInfo) -> bool:
+        if ensemble and info.data.get("cv", 0) < 2:  # the members come from the K folds
+            raise ValueError("false unless data.cv >= 2 (its members: the K fold models, or K seeds for time splits)")
+        return ensemble
 
 
 class ModelConfig(Section):
@@ -202,6 +211,7 @@ SHORTCUTS = {
     "time": "data.time",
     "group": "data.group",
     "cv": "data.cv",
+    "ensemble": "data.ensemble",
     "task": "data.task",
     "family": "model.family",
     "epochs": "train.epochs",

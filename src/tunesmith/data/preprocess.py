@@ -94,7 +94,8 @@ class Preprocessor:
                 unseen = sorted({str(v) for v, c in zip(y, codes, strict=True) if c < 0})[:5]
                 raise BadInput(f"Labels {unseen} never occur in the training data; a model cannot predict them.")
             return codes
-        values = np.asarray(y, dtype=np.float32).reshape(len(y), -1)  # (N, K)
+        values = np.asarray(y, dtype=np.float32)
+        values = values[:, None] if values.ndim == 1 else values.reshape(len(values), -1)  # (N, K); N may be 0
         return (values - np.asarray(target["center"], np.float32)) / np.asarray(target["scale"], np.float32)
 
     def inverse_y(self, values: np.ndarray) -> np.ndarray:
@@ -254,7 +255,7 @@ def _apply_table(state: dict[str, Any], x: Features) -> np.ndarray:
         strings = x[cat["name"]].astype("string").fillna(cat["fill"]).astype(str).to_numpy()
         lookup = {level: i for i, level in enumerate(cat["levels"])}
         width = len(cat["levels"]) + cat["other"]
-        codes = np.array([lookup.get(s, len(cat["levels"]) if cat["other"] else -1) for s in strings])
+        codes = np.array([lookup.get(s, len(cat["levels"]) if cat["other"] else -1) for s in strings], np.int64)
         onehot = out[:, start : start + width]
         onehot[:] = 0.0
         hit = codes >= 0  # unseen levels without an "other" column stay all-zero

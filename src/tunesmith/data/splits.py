@@ -4,7 +4,9 @@ The splitter follows the declared columns: with a time column every split is tim
 future never trains a model that is judged on the past) with an optional gap; with a group
 column no group lands in two splits; otherwise classification is stratified. A split that would
 leak (a shuffled split of time-stamped rows, a row-wise split of grouped rows) is refused.
-All splitting is done by scikit-learn; this module only chooses and checks.
+With `data.ensemble` on time-ordered data the K "folds" are K copies of all development rows
+(`seed_members`: K seeds, no validation rows). All splitting is done by scikit-learn; this module
+only chooses and checks.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from sklearn import model_selection as ms
 from tunesmith.errors import BadInput
 from tunesmith.recipe import DataConfig
 
-__all__ = ["Fold", "choose_split", "dev_folds", "test_split"]
+__all__ = ["Fold", "choose_split", "dev_folds", "seed_members", "test_split"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ def dev_folds(
         "groups": None if groups is None else groups[rows],
     }
     local = np.arange(len(rows))
+    if seed_members(cfg, split):  # K seeds, each on every development row: no validation rows are left
+        return [Fold(local, local[:0]) for _ in range(cfg.cv)]
     if cfg.cv < 2:
         train, val = _holdout(split, local, size=cfg.val_size, gap=cfg.gap, seed=seed, **sub)
         return [Fold(train, val)]
@@ -108,6 +112,13 @@ def dev_folds(
         return [Fold(order[tr], order[va]) for tr, va in pieces]
     except ValueError as exc:
         raise BadInput(f"Cannot make {cfg.cv} {split} folds of these data: {exc}") from None
+
+
+def seed_members(cfg: DataConfig, split: str) -> bool:
+    """An ensemble of time-ordered data trains K seeds on all development rows, not K expanding-window
+    folds: the early windows hold a fraction of the history and are judged on the oldest rows, so their
+    models cannot stand for the final one (TimeSeriesSplit's first of 5 folds trains on a sixth)."""
+    return cfg.ensemble and split == "time"
 
 
 def _holdout(
