@@ -99,7 +99,8 @@ def _fitted(model: Any, prep: Prepared, x: np.ndarray) -> dict[str, Any]:
     if hasattr(model, "C_"):
         entry["C"] = float(np.ravel(model.C_)[0])
     entry["seconds"] = round(time.perf_counter() - started, 3)
-    entry["val"] = _score(model, prep, prep.x_val, prep.y_val)
+    if len(prep.x_val):  # seed members of a time-ordered ensemble train on every development row
+        entry["val"] = _score(model, prep, prep.x_val, prep.y_val)
     if prep.x_test is not None and prep.y_test is not None:
         entry["test"] = _score(model, prep, prep.x_test, prep.y_test)
     return entry
@@ -134,7 +135,7 @@ def mean_baselines(per_fold: list[dict[str, dict[str, Any]]]) -> dict[str, dict[
     merged: dict[str, dict[str, Any]] = {}
     for name in per_fold[0]:
         entries = [f[name] for f in per_fold if name in f]
-        fitted = [e for e in entries if "val" in e]
+        fitted = [e for e in entries if "skipped" not in e]
         if not fitted:
             merged[name] = entries[0]
             continue

@@ -13,7 +13,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ from torch import nn
 
 from tunesmith.baselines import compare_line, fit_baselines, mean_baselines
 from tunesmith.data import LoadedData, Prepared
+from tunesmith.data.splits import seed_members
+from tunesmith.ensemble import Outputs, average, averaged_score, member_prediction, out_of_fold_score, targets
 from tunesmith.errors import BadInput, TrainingDiverged
 from tunesmith.models import build_model
 from tunesmith.recipe import Recipe, flatten, load_recipe, make_recipe
@@ -31,7 +33,8 @@ from tunesmith.repro import environment
 from tunesmith.run import RunDir, default_run_dir, write_json
 from tunesmith.runsetup import RunSetup
 from tunesmith.train.callbacks import Callback, Checkpoint, HistoryCSV, Progress, atomic_save
-from tunesmith.train.losses import class_report, outputs_to_predictions
+from tunesmith.train.losses import class_report, score_outputs
+from tunesmith.train.metrics import DEFAULT_FOR_TASK
 from tunesmith.train.monitor import LayerMonitor
 from tunesmith.train.trainer import resolve_device
 
@@ -88,13 +91,19 @@ def fit(
     device = resolve_device(resolved.train.device)
     created = not run.path.exists()
     run.path.mkdir(parents=True, exist_ok=True)
+    seeds = seed_members(resolved.data, loaded.split)
     try:
         run.recipe.write_text(resolved.to_yaml())
         write_json(run.env, environment(device, resolved.train.threads))
-        folds = [
-            _fit_fold(setup.for_fold(k), run, callbacks=callbacks or [], progress=progress, resume=resume)
+        if seeds:
+            log.info(_seeds_note(setup))
+        trained = [
+            _fit_fold(_member(setup, k, seeds=seeds), run, callbacks=callbacks or [], progress=progress, resume=resume)
             for k in range(len(loaded.folds))
         ]
+        baselines: dict[int, Any] = {}  # seed members share their rows: one baseline fit serves them all
+        folds = [_final_look(member, run, baselines) for member in trained]  # after every member has trained
+        ensemble = _ensemble(folds, run) if resolved.data.ensemble else None
     except BadInput:
         if created:  # bad input found late (e.g. a recipe/model mismatch): leave nothing behind
             shutil.rmtree(run.path, ignore_errors=True)
@@ -106,12 +115,14 @@ def fit(
 
             write_report(run.path)
         raise
-    best = min(range(len(folds)), key=lambda k: folds[k]["val"]["loss"])
+    best = _representative(folds)
     chosen = folds[best]
-    if len(folds) > 1:  # the best-validation fold's model represents the run
+    if len(folds) > 1:  # the best-validation fold's model represents the run (an ensemble's predict reads all)
         shutil.copyfile(run.fold(best, len(folds)) / "model.pt", run.model)
         shutil.copyfile(run.fold(best, len(folds)) / "preprocess.json", run.preprocess)
-    metrics = _aggregate(folds, resolved, loaded, seconds=time.perf_counter() - started)
+    metrics = _aggregate(folds, resolved, loaded, seconds=time.perf_counter() - started, ensemble=ensemble)
+    if ensemble is not None:
+        metrics["members"] = {**metrics["members"], **_members_entry(folds, setup, seeds=seeds)}
     write_json(run.metrics, metrics)  # last: from here on the run directory is complete
     history = pd.concat([f["history"].assign(fold=k + 1) for k, f in enumerate(folds)], ignore_index=True)
     if len(folds) == 1:
@@ -123,18 +134,42 @@ def fit(
     return FitResult(metrics, history, chosen["model"], resolved, run.path, chosen["prepared"])
 
 
+def _member(setup: RunSetup, k: int, *, seeds: bool) -> RunSetup:
+    """Member k of the run: fold k, or (time-ordered ensembles) seed + k on every development row
+    with the recipe's epochs and no early stopping: no validation rows are left to stop on."""
+    if not seeds:
+        return setup.for_fold(k)
+    seeded = setup.recipe.with_overrides({"train.seed": (setup.recipe.train.seed + k) % 2**32, **NO_EARLY_STOP})
+    return replace(setup, recipe=seeded, fold=k)  # fold 0's arrays: all development rows, prepared once
+
+
+NO_EARLY_STOP = {"train.early_stopping.patience": None, "train.early_stopping.restore_best": False}
+
+
+def _seeds_note(setup: RunSetup) -> str:
+    n, rows, epochs = len(setup.loaded.folds), len(setup.prep.x_train), setup.recipe.train.epochs
+    return (
+        f"ensemble of time-ordered data: {n} seeds ({setup.recipe.train.seed}..{setup.recipe.train.seed + n - 1}), "
+        f"each trained on all {rows} train+val rows for {epochs} epochs without early stopping (no validation "
+        "rows are left); expanding-window folds would train the early members on a fraction of the history"
+    )
+
+
 def _fit_fold(
     setup: RunSetup, run: RunDir, *, callbacks: list[Callback], progress: bool, resume: bool
 ) -> dict[str, Any]:
+    """Train one member (or reload it, when --resume finds it finished): no test row is read here."""
     k, prep, recipe = setup.fold, setup.prep, setup.recipe
     n_folds = len(setup.loaded.folds)
     fold_dir = run.fold(k, n_folds)
     fold_dir.mkdir(exist_ok=True)
-    net = setup.new_model()  # seeded: every fold starts alike
+    net = setup.new_model()  # seeded: every fold starts alike (seed members: each from its own seed)
+    seeds = seed_members(recipe.data, setup.loaded.split)
     if resume and (fold_dir / "fold.json").is_file():  # a fold finished before the interruption
         net.load_state_dict(torch.load(fold_dir / "model.pt", map_location="cpu", weights_only=True))
         done = json.loads((fold_dir / "fold.json").read_text())
-        return {**done, "model": net, "history": pd.read_csv(fold_dir / "history.csv"), "prepared": prep}
+        kept = {key: done[key] for key in TRAINING_FACTS if key in done}  # _final_look scores it afresh
+        return {"facts": kept, "model": net, "history": pd.read_csv(fold_dir / "history.csv"), "setup": setup}
     checkpoint = fold_dir / "checkpoint.pt"
     hooks: list[Callback] = [
         HistoryCSV(fold_dir / "history.csv"),
@@ -145,35 +180,109 @@ def _fit_fold(
     if recipe.train.checkpoint:
         hooks.append(Checkpoint(checkpoint))
     if progress:
-        hooks.append(Progress(f"fold {k + 1}/{n_folds}" if n_folds > 1 else "fit"))
+        hooks.append(Progress(f"{'seed' if seeds else 'fold'} {k + 1}/{n_folds}" if n_folds > 1 else "fit"))
     trainer = setup.trainer(net, callbacks=hooks)
     state = _load_checkpoint(checkpoint) if resume and checkpoint.is_file() else None
     started = time.perf_counter()
-    trainer.fit(setup.train, setup.val, resume=state)
-    result: dict[str, Any] = {
+    trainer.fit(setup.train, setup.val if len(prep.x_val) else None, resume=state)
+    facts: dict[str, Any] = {
         "fold": k + 1,
-        "val": trainer.evaluate(setup.val),
         "epochs": len(trainer.history),
         "best_epoch": trainer.best_epoch,
         "seconds": time.perf_counter() - started,
     }
-    if prep.x_test is not None:  # the one and only look at the test split
-        result["test"] = trainer.evaluate((prep.x_test, prep.y_test))
-        if prep.facts.task == "classification":
-            out, y = trainer.outputs((prep.x_test, prep.y_test))
-            predictions, _ = outputs_to_predictions("classification", out.float().cpu().numpy())
-            result["test_report"] = class_report(predictions, y.cpu().numpy(), prep.preprocessor.classes or [])
-        elif prep.facts.task == "regression":  # the report's residual plots, in target units (T05)
-            out, y = trainer.outputs((prep.x_test, prep.y_test))
-            true, pred = (prep.preprocessor.inverse_y(t.float().cpu().numpy().reshape(len(t), -1)) for t in (y, out))
-            _write_predictions(fold_dir / "test_predictions.csv", true, pred)
-    result["baselines"] = fit_baselines(prep)  # the same rows, the same scoring (design.md: baselines, always)
+    if seeds:
+        facts["seed"] = recipe.train.seed
     atomic_save(trainer.model.state_dict(), fold_dir / "model.pt")
     prep.preprocessor.save(fold_dir / "preprocess.json")
     if n_folds > 1:
-        write_json(fold_dir / "fold.json", result)
+        write_json(fold_dir / "fold.json", facts)  # marks the member trained; _final_look adds its scores
     checkpoint.unlink(missing_ok=True)
-    return {**result, "model": trainer.model, "history": trainer.history_frame(), "prepared": prep}
+    return {"facts": facts, "model": trainer.model, "history": trainer.history_frame(), "setup": setup}
+
+
+TRAINING_FACTS = ("fold", "epochs", "best_epoch", "seconds", "seed")
+
+
+def _final_look(member: dict[str, Any], run: RunDir, baselines: dict[int, Any]) -> dict[str, Any]:
+    """One member's validation scores and its one look at the test split (one pass over the rows), once
+    every member has trained; its outputs stay in memory for the ensemble."""
+    setup: RunSetup = member["setup"]
+    prep, task = setup.prep, setup.facts.task
+    n_folds = len(setup.loaded.folds)
+    fold_dir = run.fold(setup.fold, n_folds)
+    trainer = setup.trainer(member["model"])
+    result: dict[str, Any] = dict(member["facts"])
+    outputs: dict[str, Outputs] = {}
+    for split, data in (("val", setup.val), ("test", (prep.x_test, prep.y_test))):
+        if data[0] is None or len(data[0]) == 0:  # no test split, or seed members (no validation rows)
+            continue
+        out, y = trainer.outputs(data)  # for "test": the one and only look at the test split
+        result[split] = score_outputs(task, out, y, loss_fn=trainer.loss_fn, target_inverse=trainer.target_inverse)
+        outputs[split] = Outputs(out.float().cpu().numpy(), y.cpu().numpy(), prep.preprocessor)
+    test = outputs.get("test")
+    if test is not None and task == "classification":
+        labels = member_prediction(task, test.out, prep.preprocessor).argmax(axis=1)
+        result["test_report"] = class_report(labels, test.y, prep.preprocessor.classes or [])
+    elif test is not None and task == "regression":  # the report's residual plots, in target units (T05)
+        _write_predictions(fold_dir / "test_predictions.csv", targets(task, test), _prediction(task, test))
+    if id(prep) not in baselines:
+        baselines[id(prep)] = fit_baselines(prep)  # the same rows, the same scoring (design.md: baselines, always)
+    result["baselines"] = baselines[id(prep)]
+    if n_folds > 1:
+        write_json(fold_dir / "fold.json", result)
+    return {**result, "model": member["model"], "history": member["history"], "prepared": prep, "outputs": outputs}
+
+
+def _prediction(task: str, part: Outputs) -> np.ndarray:
+    """A member's prediction on its test outputs (reconstruction: its error against its own inputs)."""
+    return member_prediction(task, part.out, part.preprocessor, part.y)
+
+
+def _ensemble(folds: list[dict[str, Any]], run: RunDir) -> dict[str, Any]:
+    """The ensemble's own scores: the members' averaged test predictions, and (k-fold) the out-of-fold
+    validation predictions; its per-class report and, for regression, test_predictions.csv."""
+    task = folds[0]["prepared"].facts.task
+    scores: dict[str, Any] = {}
+    tests = [f["outputs"]["test"] for f in folds if "test" in f["outputs"]]
+    if tests and len(tests) == len(folds):
+        prediction = average([_prediction(task, p) for p in tests])
+        scores["test"] = averaged_score(task, prediction, tests)
+        if task == "classification":
+            classes = folds[0]["prepared"].preprocessor.classes or []
+            scores["test_report"] = class_report(prediction.argmax(axis=1), tests[0].y, classes)
+        elif task == "regression":
+            _write_predictions(run.path / "test_predictions.csv", targets(task, tests[0]), prediction)
+    vals = [f["outputs"]["val"] for f in folds if "val" in f["outputs"]]
+    if vals and len(vals) == len(folds):
+        scores["val"] = out_of_fold_score(task, vals)
+    return scores
+
+
+def _members_entry(folds: list[dict[str, Any]], setup: RunSetup, *, seeds: bool) -> dict[str, Any]:
+    """What metrics.json says about an ensemble's members beside their mean ± std."""
+    task = setup.facts.task
+    averages = {"classification": "class probabilities", "regression": "outputs in target units"}
+    entry: dict[str, Any] = {
+        "kind": "seeds" if seeds else "folds",
+        "average": averages.get(task, "per-row reconstruction errors (scores: the members' mean)"),
+    }
+    if seeds:
+        entry["seeds"] = [f["seed"] for f in folds]
+        entry["note"] = _seeds_note(setup)
+    else:
+        entry["note"] = (
+            f"the ensemble of the {len(folds)} fold models; its val scores are out-of-fold (each fold's member "
+            "on its own validation rows), its test scores those of the averaged prediction"
+        )
+    return entry
+
+
+def _representative(folds: list[dict[str, Any]]) -> int:
+    """The member whose model.pt stands at the top level: the best validation loss (seed members: the first)."""
+    if not all("val" in f for f in folds):
+        return 0
+    return min(range(len(folds)), key=lambda k: folds[k]["val"]["loss"])
 
 
 def _write_predictions(path: Path, true: np.ndarray, pred: np.ndarray) -> None:
@@ -193,8 +302,16 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
 
 
-def _aggregate(folds: list[dict[str, Any]], recipe: Recipe, loaded: LoadedData, *, seconds: float) -> dict[str, Any]:
-    best = min(folds, key=lambda f: f["val"]["loss"])
+def _aggregate(
+    folds: list[dict[str, Any]],
+    recipe: Recipe,
+    loaded: LoadedData,
+    *,
+    seconds: float,
+    ensemble: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """metrics.json: the headline scores (the ensemble's, or the folds' mean ± std), baselines, folds."""
+    best = folds[_representative(folds)]
     metrics: dict[str, Any] = {
         "task": loaded.task,
         "epochs": best["epochs"],
@@ -203,19 +320,27 @@ def _aggregate(folds: list[dict[str, Any]], recipe: Recipe, loaded: LoadedData, 
         "seed": recipe.train.seed,
         "data": loaded.notes,
     }
+    spread: dict[str, Any] = {}  # the folds' (members') mean ± std
     for split in ("val", "test"):
-        if split in best:
+        if all(split in f for f in folds):
             table = pd.DataFrame([f[split] for f in folds])
-            metrics[split] = table.mean().to_dict()
+            spread[split] = table.mean().to_dict()
             if len(folds) > 1:
-                metrics[f"{split}_std"] = table.std(ddof=1).to_dict()
+                spread[f"{split}_std"] = table.std(ddof=1).to_dict()
+    if ensemble is None:
+        metrics.update(spread)
+    else:  # the ensemble's own scores lead; its members' mean ± std stand beside them
+        metrics.update({k: v for k, v in ensemble.items() if k != "test_report"})
+        metrics["members"] = {"count": len(folds), **spread}
     if all("baselines" in f for f in folds):  # (a fold finished by an older version may lack them)
         metrics["baselines"] = mean_baselines([f["baselines"] for f in folds])
-    if "test_report" in best:
-        metrics["test_report"] = best["test_report"]
+    report = (ensemble or best).get("test_report")
+    if report is not None:
+        metrics["test_report"] = report
     if len(folds) > 1:
         metrics["folds"] = [
-            {k: v for k, v in f.items() if k not in ("model", "history", "prepared", "test_report")} for f in folds
+            {k: v for k, v in f.items() if k not in ("model", "history", "prepared", "test_report", "outputs")}
+            for f in folds
         ]
     return metrics
 
@@ -264,5 +389,12 @@ def summary_line(metrics: dict[str, Any]) -> str:
             parts.append(
                 f"{split} {key} {value:.4f}" + (f" ± {std:.4f}" if std is not None and np.isfinite(std) else "")
             )
+    members = metrics.get("members")
+    if members:  # the headline is the ensemble's: say so, with its members' mean ± std beside it
+        name = DEFAULT_FOR_TASK.get(metrics.get("task", ""), "loss")
+        split = "test" if "test" in members else "val"
+        mean, std = members.get(split, {}).get(name), members.get(f"{split}_std", {}).get(name)
+        beside = f" (members' {split} {name} {mean:.4f} ± {std:.4f})" if mean is not None and std is not None else ""
+        parts.append(f"ensemble of {members['count']} {members.get('kind', 'members')}{beside}")
     versus = compare_line(metrics)
     return ", ".join(parts) + (f"; {versus}" if versus else "")
