@@ -5,7 +5,9 @@ recipe.yaml (YAML), preprocess.json (the fitted statistics as plain JSON) and mo
 with `torch.load(weights_only=True)`). `predict(run, data)` checks the new data against the training
 schema, applies the same preprocessing and runs one batched forward pass (no per-row Python), returning a
 DataFrame: `prediction` in the original label space or target units, plus `proba_<class>` for
-classification (`reconstruction_error` for an autoencoder run).
+classification (`reconstruction_error` for an autoencoder run). An ensemble run (`data.ensemble`, and every
+tune run) predicts with all its members, fold-K/model.pt each with its fold-K/preprocess.json, and averages
+them (tunesmith.ensemble).
 
 Schema rules for tables (docs/predict.md):
 - a feature column of the training data is missing: BadInput listing every missing column;
@@ -19,7 +21,7 @@ Schema rules for tables (docs/predict.md):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +33,11 @@ from torch import nn
 from tunesmith.data.columns import ColumnPlan
 from tunesmith.data.preprocess import Preprocessor
 from tunesmith.data.sources import read_table
+from tunesmith.ensemble import Member, average, member_prediction
 from tunesmith.errors import BadInput, closest, must_be
 from tunesmith.models import build_model
 from tunesmith.recipe import Recipe, load_recipe
 from tunesmith.run import RunDir
-from tunesmith.train.losses import outputs_to_predictions
 from tunesmith.train.trainer import resolve_device
 
 __all__ = ["OUTPUT_SUFFIXES", "LoadedRun", "forward", "load_run", "output_format", "predict", "write_predictions"]
@@ -49,16 +51,23 @@ BATCH = 8192  # rows per forward pass: large enough to amortise the call, small 
 
 @dataclass
 class LoadedRun:
-    """A finished run, ready to predict: its resolved recipe, fitted preprocessing and trained model."""
+    """A finished run, ready to predict: its resolved recipe, fitted preprocessing and trained model.
+
+    `members` holds every member of an ensemble run (data.ensemble: fold-K/model.pt with its own
+    fold-K/preprocess.json), whose predictions `predict` averages; `preprocessor` and `model` are the
+    top-level ones (an ensemble's representative member). Empty `members`: the one model.
+    """
 
     path: Path
     recipe: Recipe
     preprocessor: Preprocessor
     model: nn.Module
+    members: list[Member] = field(default_factory=list)
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
-    """Rebuild the model of a complete run directory (recipe.yaml, preprocess.json, model.pt)."""
+    """Rebuild the model (every member of an ensemble) of a complete run directory (recipe.yaml,
+    preprocess.json, model.pt; fold-K/ for an ensemble's members)."""
     run = RunDir(Path(run_dir))
     if not run.path.is_dir():
         state = "is a file, not a directory" if run.path.exists() else "does not exist"
@@ -70,26 +79,37 @@ def load_run(run_dir: str | Path) -> LoadedRun:
             f"The run in {run.path} is not complete (it has no metrics.json yet): resume it with "
             f"`tunesmith fit --out {run.path} --resume`, then predict."
         )
-    for needed in (run.model, run.preprocess):
-        if not needed.is_file():
-            raise BadInput(f"The run in {run.path} lacks {needed.name}: the directory is damaged. Train it again.")
     recipe = load_recipe(run.recipe)
+    top = _load_member(run, recipe, run.path)
+    members = [top]
+    if recipe.data.ensemble:  # the final model averages every fold's (or seed's) member
+        members = [_load_member(run, recipe, run.fold(k, recipe.data.cv)) for k in range(recipe.data.cv)]
+    return LoadedRun(run.path, recipe, top.preprocessor, top.model, members)
+
+
+def _load_member(run: RunDir, recipe: Recipe, where: Path) -> Member:
+    """The model and preprocessing stored in `where` (the run itself, or one member's fold-K/)."""
+    weights, preprocess = where / "model.pt", where / "preprocess.json"
+    for needed in (weights, preprocess):
+        if not needed.is_file():
+            name = needed.relative_to(run.path)
+            raise BadInput(f"The run in {run.path} lacks {name}: the directory is damaged. Train it again.")
     try:
-        pre = Preprocessor.load(run.preprocess)
+        pre = Preprocessor.load(preprocess)
         shape = tuple(pre.state["shape"])
     except (ValueError, KeyError) as exc:  # json.JSONDecodeError is a ValueError
-        raise BadInput(f"{run.preprocess} is not valid preprocessing state ({exc}). Train the run again.") from None
+        raise BadInput(f"{preprocess} is not valid preprocessing state ({exc}). Train the run again.") from None
     model = build_model(recipe.model, kind=recipe.data.kind, input_shape=shape, n_outputs=pre.n_outputs)
     try:
-        model.load_state_dict(torch.load(run.model, map_location="cpu", weights_only=True))
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     except Exception as exc:  # torch raises many types for corrupt archives and mismatched weights
         raise BadInput(
-            f"{run.model} cannot be loaded into the model of {run.recipe} ({type(exc).__name__}): the file is "
+            f"{weights} cannot be loaded into the model of {run.recipe} ({type(exc).__name__}): the file is "
             "damaged or belongs to another recipe (train the run again), or the run trained a model object "
             "(ts.fit or ts.tune with model=), which the recipe cannot rebuild: load model.pt into your module "
             "with torch.load, or name the model in the recipe (model.custom) to predict from the command line."
         ) from None
-    return LoadedRun(run.path, recipe, pre, model.eval())
+    return Member(pre, model.eval())
 
 
 def predict(
@@ -99,7 +119,11 @@ def predict(
     device: str = "auto",
     batch_size: int = BATCH,
 ) -> pd.DataFrame:
-    """Predictions for the rows of `data` (a CSV/Parquet/.npz path, a DataFrame or an array), in row order."""
+    """Predictions for the rows of `data` (a CSV/Parquet/.npz path, a DataFrame or an array), in row order.
+
+    An ensemble run's prediction is its members' average (tunesmith.ensemble): each member preprocesses
+    the rows with its own statistics; probabilities, target-unit outputs or reconstruction errors are averaged.
+    """
     if device not in ("auto", "cpu", "cuda"):
         raise BadInput(must_be("device", "predict", "auto, cpu or cuda", device))
     if batch_size < 1:
@@ -113,23 +137,25 @@ def predict(
     if isinstance(features, pd.DataFrame):  # text cells read as numbers, dates expanded: as in training
         features = ColumnPlan.recorded(loaded.recipe.data).apply(features.rename(columns=str))
     if pre.state["kind"] == "tabular":
-        x = pre.transform_x(_check_table(features, loaded, source=source))
+        checked: pd.DataFrame | np.ndarray = _check_table(features, loaded, source=source)
     else:
-        x = pre.transform_x(_check_array(features, pre))
-    model = loaded.model.to(resolve_device(device))
-    out = forward(model, x, batch_size=batch_size)  # (N, n_outputs), or x's shape for an autoencoder
+        checked = _check_array(features, pre)
+    target = resolve_device(device)
     task = pre.state["task"]
+    predictions = []
+    for member in loaded.members or [Member(pre, loaded.model)]:
+        x = member.preprocessor.transform_x(checked)
+        out = forward(member.model.to(target), x, batch_size=batch_size)  # (N, n_outputs), or x's shape
+        predictions.append(member_prediction(task, out, member.preprocessor, x))
+    values = average(predictions)  # (N, C) probabilities, (N, K) target units (T05), or (N,) errors
     if task == "classification":
-        labels, proba = outputs_to_predictions(task, out)
         classes = pre.classes or []
-        frame = pd.DataFrame(proba, columns=[f"proba_{c}" for c in classes])
-        return frame.assign(prediction=np.asarray(classes)[labels])[["prediction", *frame.columns]]
+        frame = pd.DataFrame(values, columns=[f"proba_{c}" for c in classes])
+        return frame.assign(prediction=np.asarray(classes)[values.argmax(axis=1)])[["prediction", *frame.columns]]
     if task == "regression":
-        values = pre.inverse_y(out).astype(np.float64)  # (N, K) in target units (T05)
         names = ["prediction"] if values.shape[1] == 1 else [f"prediction_{k}" for k in range(values.shape[1])]
         return pd.DataFrame(values, columns=names)
-    error = np.square(out - x).reshape(len(x), -1).mean(axis=1)  # reconstruction: per-row MSE, scaled units
-    return pd.DataFrame({"reconstruction_error": error})
+    return pd.DataFrame({"reconstruction_error": values})  # per-row MSE, scaled units
 
 
 @torch.inference_mode()
