@@ -1,11 +1,13 @@
 """What a tune leaves in its run directory (design.md), and the one look at the test split.
 
-    best_recipe.yaml  the best trial's recipe with the refit's epochs: `tunesmith fit best_recipe.yaml` reruns it
+    best_recipe.yaml  the best trial's recipe with the refit's epochs: `tunesmith fit best_recipe.yaml
+                      --cv K --ensemble` reruns the refit
     trials.csv        number, state, value, seconds, stage, params_<dotted.key>...
     tuning.json       direction, metric, strategy, space, stages (trials, best, decision, evidence),
                       best, curves (validation metric per epoch of the best trials), refit (epochs, why)
-    recipe.yaml, model.pt, preprocess.json, env.json, fold-K/   the final refit (tunesmith fit)
-    metrics.json      the final refit's metrics with its test metrics and the tuning summary
+    recipe.yaml, model.pt, preprocess.json, env.json, fold-K/   the final refit (tunesmith fit), an ensemble
+    metrics.json      the final refit's metrics: the ensemble's test (and out-of-fold val) scores, its
+                      members' mean +/- std, and the tuning summary
     report.html       written by tunesmith.report from all of the above (after metrics.json)
 
 Trial numbers are global: stage after stage, each stage's trials in Optuna's order (surplus
@@ -13,14 +15,18 @@ trials, dropped before they ran, are left out). DIVERGED in trials.csv marks an 
 (TrainingDiverged or an invalid recipe): its Optuna value is a placeholder, so the column is empty.
 
 The final step (T53) refits the best recipe with `tune.refit_folds`-fold cross-validation over
-the development rows (train + val pooled and re-split), which gives the mean +/- std of the
-validation and test metrics, and evaluates the refit models once on the held-out test split.
-Nothing before this step reads the test rows.
+the development rows (train + val pooled and re-split), and the final model is the ensemble of the
+refit models (`data.ensemble`, tunesmith.ensemble): their averaged probabilities or target-unit
+outputs, scored once on the held-out test split beside its members' mean +/- std; its validation
+score is out-of-fold. Time-ordered data get K seeds trained on all of train + val instead (their
+early expanding-window folds are too short to stand for the final model). Nothing before this
+step reads the test rows.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -37,6 +43,8 @@ from tunesmith.tuning.playbook import Outcome, rank_key, refit_epochs
 from tunesmith.tuning.worker import Meta, prechecks_study, stage_outcomes, stage_study
 
 __all__ = ["Trials", "collect", "refit", "stage_seconds", "tuning_json", "write_outputs"]
+
+log = logging.getLogger("tunesmith.tuning")
 
 CURVES = 5  # tuning.json keeps the validation curves of this many best trials
 
@@ -138,9 +146,10 @@ def stage_seconds(trials: list[FrozenTrial]) -> float:
 
 def refit(recipe: Recipe, run_dir: Path, *, folds: int, progress: bool, setups: SetupCache) -> FitResult:
     """T53's last steps: k-fold refit of the best recipe (on copies of the user's model `setups` hold),
-    then the one evaluation on the test split."""
+    whose members' ensemble is the final model, then the one evaluation on the test split."""
     final = run_dir / "final"
-    refit_recipe = recipe.with_overrides({"data.cv": folds})
+    refit_recipe = recipe.with_overrides({"data.cv": folds, "data.ensemble": True})
+    log.info("  the final model: the ensemble of the %d refit models (their predictions averaged)", folds)
     result = fit(refit_recipe, out=final, progress=progress, report=False, model=setups.user_model)
     for entry in sorted(final.iterdir()):  # the run directory holds the final model, as a fit's does
         if entry.name != "metrics.json":
