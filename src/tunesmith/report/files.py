@@ -95,7 +95,8 @@ class RunFiles:
         if (self.path / name).is_file():
             return None, self.path / name
         folds = dict(self._folds())
-        scores = {f["fold"]: f["val"]["loss"] for f in (self.metrics or {}).get("folds", []) if f.get("fold") in folds}
+        folds_ = (self.metrics or {}).get("folds", [])  # seed members (time-ordered ensembles) have no val scores
+        scores = {f["fold"]: f["val"]["loss"] for f in folds_ if f.get("fold") in folds and "val" in f}
         order = sorted(folds, key=lambda k: scores.get(k, float("inf")))
         return next(((k, folds[k] / name) for k in order if (folds[k] / name).is_file()), None)
 

@@ -87,6 +87,8 @@ class Summary:
             + kv({k: v for k, v in facts.items() if v not in (None, "")})
             + Markup("</div>"),
         ]
+        if m.get("members"):
+            blocks.append(self._members(m))
         if m.get("data"):
             blocks.append(Markup("<div><h3>Data</h3>") + kv(m["data"]) + Markup("</div>"))
         folds = Markup("<h3>Folds (T51, T63)</h3>") + self._folds(m["folds"]) if m.get("folds") else Markup("")
@@ -96,6 +98,23 @@ class Summary:
     def _value(m: dict[str, Any], split: str, name: str) -> str:
         value, std = m[split].get(name), m.get(f"{split}_std", {}).get(name)
         return fmt(value) + (f" ± {fmt(std)}" if std is not None and np.isfinite(std) else "")
+
+    @classmethod
+    def _members(cls, m: dict[str, Any]) -> Markup:
+        """An ensemble's metrics lead the table above; its members' mean ± std stand here beside them."""
+        members = m["members"]
+        splits = [s for s in ("val", "test") if s in members]
+        names = list(dict.fromkeys(k for s in splits for k in members[s]))
+        rows = [[name, *(cls._value(members, s, name) for s in splits)] for name in names]
+        lead = f"The metrics are the ensemble's: {members.get('count')} {members.get('kind', 'members')}"
+        lead += f", averaging {members['average']}. " if members.get("average") else ". "
+        lead += members.get("note", "")
+        return (
+            Markup("<div><h3>Ensemble members (mean ± std)</h3>")
+            + note(lead)
+            + table(["metric", *("validation" if s == "val" else "test" for s in splits)], rows, css="metrics")
+            + Markup("</div>")
+        )
 
     @staticmethod
     def _folds(folds: list[dict[str, Any]]) -> Markup:
@@ -119,7 +138,7 @@ class Baselines:
     def render(self, run: RunFiles) -> Markup:
         m = run.metrics
         splits = [s for s in ("val", "test") if s in m]
-        names = list(m.get("val", {}))
+        names = list(m.get("val") or m.get("test") or {})
         family = ((run.recipe or {}).get("model") or {}).get("family")
         entries = [("network", {**m, "model": family or "the trained network"}), *m["baselines"].items()]
         rows = [
