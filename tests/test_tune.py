@@ -19,9 +19,10 @@ from optuna.trial import TrialState
 
 import tunesmith.tuning.objective as objective_module
 import tunesmith.tuning.worker as worker_module
-from tunesmith.data import LoadedData
+from tunesmith.data import LoadedData, load_data
 from tunesmith.errors import BadInput
 from tunesmith.fitting import fit
+from tunesmith.prediction import load_run, predict
 from tunesmith.recipe import make_recipe
 from tunesmith.runsetup import RunSetup
 from tunesmith.train.trainer import Trainer
@@ -88,7 +89,7 @@ def test_staged_tune_writes_the_contract(tmp_path: Path) -> None:
     assert len(tuning["curves"][str(best["trial"])]) == 4  # the validation metric of every epoch
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"task", "val", "test", "epochs", "seconds", "seed"} <= set(metrics)
-    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and "test_std" in metrics  # 2-fold refit: mean ± std
+    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and "test_std" in metrics["members"]  # the ensemble's members
     linear = metrics["baselines"]["linear"]  # the refit is a fit: the baselines stand beside it, averaged alike
     assert linear["model"] == "LogisticRegressionCV" and linear["folds"] == 2 and {"val", "test"} <= set(linear)
     recipe = yaml.safe_load((out / "best_recipe.yaml").read_text())
@@ -165,9 +166,16 @@ def test_test_split_is_read_only_by_the_final_evaluation(tmp_path: Path, monkeyp
     monkeypatch.setattr(LoadedData, "prepare", tagged)
     monkeypatch.setattr(Trainer, "outputs", watched)
     monkeypatch.setattr(objective_module, "train_trial", counted)
-    small(tmp_path / "run", trials=3, strategy="flat")
-    assert events.count("trial") == 3 and "test" in events
+    result = small(tmp_path / "run", trials=3, strategy="flat")
+    assert events.count("trial") == 3 and events.count("test") == 2  # one pass per member of the 2-fold refit
     assert events.index("test") > len(events) - 1 - events[::-1].index("trial")  # first test read after the last trial
+    # the final model is the ensemble of the refit members, and it is what predict uses
+    members = result.metrics["members"]
+    assert members["count"] == 2 and members["kind"] == "folds" and "test_std" in members
+    loaded = load_data(result.best_recipe.data, seed=result.best_recipe.train.seed)  # the rows it was scored on
+    predicted = predict(tmp_path / "run", loaded.x_test)["prediction"].to_numpy()
+    assert np.mean(predicted == loaded.y_test) == pytest.approx(result.metrics["test"]["accuracy"], abs=1e-9)
+    assert len(load_run(tmp_path / "run").members) == 2
 
 
 @pytest.mark.slow
