@@ -149,7 +149,7 @@ NO_EARLY_STOP = {"train.early_stopping.patience": None, "train.early_stopping.re
 def _seeds_note(setup: RunSetup) -> str:
     n, rows, epochs = len(setup.loaded.folds), len(setup.prep.x_train), setup.recipe.train.epochs
     return (
-        f"ensemble of time-ordered data: {n} seeds ({setup.recipe.train.seed}..{setup.recipe.train.seed + n - 1}), "
+        f"Ensemble of time-ordered data: {n} seeds ({setup.recipe.train.seed}..{setup.recipe.train.seed + n - 1}), "
         f"each trained on all {rows} train+val rows for {epochs} epochs without early stopping (no validation "
         "rows are left); expanding-window folds would train the early members on a fraction of the history"
     )
@@ -272,7 +272,7 @@ def _members_entry(folds: list[dict[str, Any]], setup: RunSetup, *, seeds: bool)
         entry["note"] = _seeds_note(setup)
     else:
         entry["note"] = (
-            f"the ensemble of the {len(folds)} fold models; its val scores are out-of-fold (each fold's member "
+            f"The ensemble of the {len(folds)} fold models: its val scores are out-of-fold (each fold's member "
             "on its own validation rows), its test scores those of the averaged prediction"
         )
     return entry

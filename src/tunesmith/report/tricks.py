@@ -52,6 +52,7 @@ RECIPE_TRICKS = {
     "data.time": "T51",
     "data.group": "T51",
     "data.cv": "T51",
+    "data.ensemble": "T53",  # the final model of a tune: its refit members averaged
     "data.split": "T51",
     "data.gap": "T51",
     "data.task": "T12",
