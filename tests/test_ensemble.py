@@ -4,6 +4,7 @@ split, read back by `predict`; time-ordered data get seed members trained on all
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,14 @@ FAST = {"train.monitor": False, "train.checkpoint": False}
 @pytest.fixture(scope="module")
 def wine_ensemble(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wine") / "run"
-    fit(data="wine", cv=3, ensemble=True, epochs=6, overrides=FAST, out=out, progress=False, report=False)
+    fit(data="wine", cv=3, ensemble=True, epochs=4, overrides=FAST, out=out, progress=False, report=False)
     return out
 
 
 @pytest.fixture(scope="module")
 def diabetes_ensemble(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("diabetes") / "run"
-    fit(data="diabetes", cv=3, ensemble=True, epochs=8, overrides=FAST, out=out, progress=False, report=False)
+    fit(data="diabetes", cv=3, ensemble=True, epochs=5, overrides=FAST, out=out, progress=False, report=False)
     return out
 
 
@@ -180,6 +181,17 @@ def test_time_ordered_data_get_seed_members_on_all_development_rows(sales_csv: P
     assert len(pres) == 1  # the same rows, the same preprocessing
     new = pd.read_csv(sales_csv).tail(20)
     assert np.isfinite(predict(tmp_path / "run", new)["prediction"]).all()
+
+
+def test_resume_rescores_finished_members_and_trains_the_missing_one(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = fit(data="wine", cv=3, ensemble=True, epochs=3, deterministic=True, overrides=FAST, out=out,
+                progress=False, report=False)  # fmt: skip
+    (out / "metrics.json").unlink()  # as if killed while fold 3 trained: folds 1 and 2 are done
+    shutil.rmtree(out / "fold-3")
+    again = fit(out=out, resume=True, progress=False, report=False)
+    assert again.metrics["test"] == first.metrics["test"] and again.metrics["val"] == first.metrics["val"]
+    assert again.metrics["members"] == first.metrics["members"]
 
 
 def test_ensemble_needs_folds_and_the_cli_flag_sets_it(tmp_path: Path) -> None:
