@@ -24,7 +24,15 @@ from tunesmith.cli import app
 from tunesmith.tuneconfig import TuneConfig
 from tunesmith.tuning.storage import open_storage
 
-FAST = ["--set", "tune.refit_folds=2", "--set", "train.early_stopping.patience=null", "--set", "tune.folds=1", "--quiet"]
+FAST = [
+    "--set",
+    "tune.refit_folds=2",
+    "--set",
+    "train.early_stopping.patience=null",
+    "--set",
+    "tune.folds=1",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="session")
