@@ -23,9 +23,10 @@ from tunesmith.models.blocks import (
     PlainBlock,
     ResidualBlock,
 )
-from tunesmith.recipe import ModelConfig
+from tunesmith.recipe import DataFacts, ModelConfig, Recipe, resolve
 
 SHAPES = {"tabular": (10,), "sequence": (12, 3), "image": (2, 8, 8)}
+TABLE = DataFacts(task="classification", kind="tabular", n_train=200, input_shape=(10,), n_outputs=3)
 STAGE_BLOCKS = (PlainBlock, ResidualBlock, DenseBlock, Bottleneck, MultiKernelBlock)
 
 
@@ -282,6 +283,26 @@ def test_bad_configs_and_shapes_raise_bad_input() -> None:
         build_model(unknown, kind="tabular", input_shape=(4,), n_outputs=2)
     with pytest.raises(ValueError, match="already registered"):
         register_family("mlp")(lambda cfg, **_: nn.Identity())
+
+
+def test_depth_0_is_the_linear_model() -> None:
+    """T44: depth 0 is one Linear from the inputs to the outputs, whichever family reads the data."""
+    for family in ("mlp", "cnn", "rnn"):
+        model = build_model(config(family=family, depth=0), kind="tabular", input_shape=(10,), n_outputs=3)
+        weighted = [m for m in model.modules() if list(m.parameters(recurse=False))]
+        assert len(weighted) == 1 and isinstance(weighted[0], nn.Linear), family
+        assert (weighted[0].in_features, weighted[0].out_features) == (10, 3)
+        x = torch.randn(4, 10)
+        assert torch.allclose(model(x), weighted[0](x))  # nothing before or after it
+    image = build_model(config(family="mlp", depth=0), kind="image", input_shape=(2, 8, 8), n_outputs=3)
+    assert sum(p.numel() for p in image.parameters()) == 2 * 8 * 8 * 3 + 3  # flattened pixels -> logits
+    linear_ae = build_model(config(family="autoencoder", depth=0), kind="tabular", input_shape=(10,), n_outputs=1)
+    assert forward_backward(linear_ae, (10,)).shape == (4, 10)  # encoder and decoder: one Linear each
+    assert sum(isinstance(m, nn.Linear) for m in linear_ae.modules()) == 2
+    resolved = resolve(Recipe().with_overrides({"model.depth": 0}), TABLE)
+    assert resolved.model.depth == 0  # 0 is a choice, not "unset"
+    with pytest.raises(BadInput, match=r"'depth' parameter of model must be greater than or equal to 0"):
+        Recipe().with_overrides({"model.depth": -1})
 
 
 def test_default_cnn_learns_digits() -> None:

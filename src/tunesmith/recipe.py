@@ -100,7 +100,7 @@ class DataConfig(Section):
 class ModelConfig(Section):
     family: Literal["auto", "mlp", "cnn", "rnn", "autoencoder"] = "auto"  # T10: auto from the input kind
     width: int | None = Field(None, ge=1)  # None: 256 units (mlp), 32 base channels (cnn), 64 (rnn)
-    depth: int | None = Field(None, ge=1)  # None: 2 hidden layers (mlp), 3 stages (cnn), 1 layer (rnn)
+    depth: int | None = Field(None, ge=0)  # None: 2 hidden layers (mlp), 3 stages (cnn), 1 layer (rnn); 0: linear (T44)
     activation: Activation = "relu"  # T11: ReLU trains fast and rarely saturates
     norm: Literal["auto", "batch", "layer", "none"] = "auto"  # T14: batch for images/tables, layer for sequences
     init: Literal["auto", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal", "torch"] = "auto"
@@ -352,7 +352,7 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
                 update={
                     "family": family,
                     "width": m.width or {"mlp": 256, "cnn": 32, "rnn": 64, "autoencoder": 128}[family],
-                    "depth": m.depth or {"mlp": 2, "cnn": 3, "rnn": 1, "autoencoder": 2}[family],
+                    "depth": {"mlp": 2, "cnn": 3, "rnn": 1, "autoencoder": 2}[family] if m.depth is None else m.depth,
                     "norm": norm,
                     "init": m.init if m.init != "auto" else _init_for(m.activation),
                     "code_size": m.code_size or max(2, math.prod(facts.input_shape) // 4),

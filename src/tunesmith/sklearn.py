@@ -72,7 +72,7 @@ class _NeuralEstimator(BaseEstimator, abc.ABC):
         self.lr = lr  # None: 1e-3 for AdamW (T31)
         self.batch_size = batch_size  # None: from the training rows (T07)
         self.hidden = hidden  # model.width; None: 256 units
-        self.depth = depth  # model.depth; None: 2 hidden layers
+        self.depth = depth  # model.depth; None: 2 hidden layers, 0: the linear model
         self.dropout = dropout  # model.dropout; None: 0.1 (T15)
         self.seed = seed  # train.seed; None: 0. Seeds Python, NumPy and torch at fit (T50)
         self.recipe = recipe  # a Recipe, or dotted overrides {"train.weight_decay": 1e-3, "data.val_size": 0.1}

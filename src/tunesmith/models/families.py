@@ -59,6 +59,10 @@ _RANKS = {"tabular": 1, "sequence": 2, "image": 3}  # kind -> length of one samp
 _SHAPES = {"tabular": "(F,)", "sequence": "(T, C)", "image": "(C, H, W)"}
 _HEADS: dict[str, type[Head]] = {"gap": GapHead, "flatten": FlattenHead}
 _RESOLVE_HINT = "Resolve the recipe first: tunesmith.recipe.resolve(recipe, facts)."
+# T44: depth 0 leaves a CNN without a stage and an RNN without a recurrent layer: what is left of either is
+# the output Linear over the flattened input, the MLP's depth 0 (the linear model), so they build that. The
+# tune's capacity stage can then offer the linear model whichever family a trial reads the data with.
+LINEAR_AT_DEPTH_0 = ("cnn", "rnn")
 
 
 class FamilyBuilder(Protocol):
@@ -99,9 +103,10 @@ def build_model(cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_
     for field in ("family", "norm", "init"):
         if getattr(cfg, field) == "auto":
             raise BadInput(must_be(field, "model", "resolved (not 'auto')", "auto", hint=_RESOLVE_HINT))
-    model = lookup(_FAMILIES, cfg.family, param="family")(
-        cfg, kind=kind, input_shape=tuple(input_shape), n_outputs=n_outputs
-    )
+    family = lookup(_FAMILIES, cfg.family, param="family")
+    if cfg.depth == 0 and cfg.family in LINEAR_AT_DEPTH_0:  # no stage or recurrent layer: only the output Linear
+        family = _FAMILIES["mlp"]
+    model = family(cfg, kind=kind, input_shape=tuple(input_shape), n_outputs=n_outputs)
     init_weights(model, scheme=cfg.init, activation=cfg.activation)
     return model
 
@@ -109,13 +114,15 @@ def build_model(cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_
 def _need(cfg: ModelConfig, field: str) -> int:
     value = getattr(cfg, field)
     if value is None:
-        raise BadInput(must_be(field, "model", "resolved (an int >= 1)", None, hint=_RESOLVE_HINT))
+        raise BadInput(must_be(field, "model", "resolved (an int, not None)", None, hint=_RESOLVE_HINT))
     return int(value)
 
 
 class MLP(nn.Module):
     """T10: `depth` hidden blocks of `width` units, then a Linear to the outputs; inputs are flattened.
 
+    depth 0 has no hidden block: the linear model, one Linear from the inputs to the outputs (linear or
+    logistic regression trained by the same Trainer), the capacity stage's smallest candidate (T22, T44).
     block: `(in_features, out_features) -> module`, a partial of MlpBlock (Linear -> norm -> act -> dropout).
     """
 
@@ -124,8 +131,8 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         self.flatten = nn.Flatten()
-        self.body = _stack(block, in_features, width, depth)
-        self.fc = nn.Linear(width, n_outputs)
+        self.body, features = _stack(block, in_features, width, depth)
+        self.fc = nn.Linear(features, n_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.body(self.flatten(x)))  # (B, *shape) -> (B, n_outputs)
@@ -232,10 +239,10 @@ class AutoEncoder(nn.Module):
         super().__init__()
         n_inputs = math.prod(input_shape)
         self.noise = GaussianNoise(denoise) if denoise > 0 else nn.Identity()
-        self.encoder = nn.Sequential(nn.Flatten(), _stack(block, n_inputs, width, depth), nn.Linear(width, code_size))
-        self.decoder = nn.Sequential(
-            _stack(block, code_size, width, depth), nn.Linear(width, n_inputs), nn.Unflatten(1, input_shape)
-        )
+        encoder, features = _stack(block, n_inputs, width, depth)  # depth 0: a linear autoencoder (PCA's subspace)
+        self.encoder = nn.Sequential(nn.Flatten(), encoder, nn.Linear(features, code_size))
+        decoder, features = _stack(block, code_size, width, depth)
+        self.decoder = nn.Sequential(decoder, nn.Linear(features, n_inputs), nn.Unflatten(1, input_shape))
         self.sparsity = sparsity
         self.aux_loss = None
 
@@ -249,9 +256,13 @@ class AutoEncoder(nn.Module):
         return self.decoder(code)  # (B, *shape)
 
 
-def _stack(block: Callable[[int, int], nn.Module], in_features: int, width: int, depth: int) -> nn.Sequential:
-    """`depth` blocks of `width` units: (B, in_features) -> (B, width)."""
-    return nn.Sequential(*(block(in_features if i == 0 else width, width) for i in range(depth)))
+def _stack(
+    block: Callable[[int, int], nn.Module], in_features: int, width: int, depth: int
+) -> tuple[nn.Sequential, int]:
+    """`depth` blocks of `width` units, (B, in_features) -> (B, width), and the features they output
+    (depth 0: an empty stack that passes its in_features through)."""
+    blocks = nn.Sequential(*(block(in_features if i == 0 else width, width) for i in range(depth)))
+    return blocks, width if depth > 0 else in_features
 
 
 def _mlp_block(cfg: ModelConfig) -> Callable[[int, int], nn.Module]:
