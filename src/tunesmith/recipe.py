@@ -25,7 +25,7 @@ from tunesmith.errors import BadInput, closest
 from tunesmith.tuneconfig import TuneConfig
 from tunesmith.validate import Section, read_text
 
-__all__ = ["SHORTCUTS", "DataFacts", "Recipe", "load_recipe", "make_recipe", "resolve", "resolve_data"]
+__all__ = ["SHORTCUTS", "DataFacts", "Recipe", "SeriesFacts", "load_recipe", "make_recipe", "resolve", "resolve_data"]
 
 Task = Literal["auto", "classification", "regression", "reconstruction"]
 Kind = Literal["auto", "tabular", "sequence", "image"]
@@ -316,6 +316,20 @@ def _section_fields(loc: list[str]) -> list[str]:
 
 
 @dataclass(frozen=True)
+class SeriesFacts:
+    """T10 evidence (data/series.py): a table's feature columns, in their order, form one series: one name
+    with a running index, on a common scale measured on the training rows."""
+
+    first: str  # the first and last column, in the table's order (the order a sequence reading keeps)
+    last: str
+    count: int  # columns in the series: all the table's features
+    step: int  # the index step from one column to the next (negative: the index runs down, lag_24..lag_1)
+    std_ratio: float  # the largest column standard deviation over the smallest
+    mean_spread: float  # the range of the column means, in median column standard deviations
+    named: bool  # the index is in names the user wrote; False: an unnamed array's columns (x0, x1, ...)
+
+
+@dataclass(frozen=True)
 class DataFacts:
     """What the data says about itself; `resolve` turns "auto" fields into values from it."""
 
@@ -327,6 +341,7 @@ class DataFacts:
     split: str = "random"  # the split strategy chosen for these data (T51)
     numbers: tuple[str, ...] = ()  # text columns read as numbers (data/columns.py)
     dates: tuple[str, ...] = ()  # date columns expanded into numbers (data/columns.py)
+    series: SeriesFacts | None = None  # the columns form an ordered series: table or 1-D signal? (T10)
 
 
 def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from tunesmith.data.preprocess import Preprocessor, plain_label
+from tunesmith.data.series import find_series
 from tunesmith.data.sources import BUILTIN_SETS, Features, RawData, load_source
 from tunesmith.data.splits import Fold, choose_split, dev_folds, test_split
 from tunesmith.errors import BadInput
@@ -59,6 +60,9 @@ class LoadedData:
         """Fit preprocessing on the fold's training rows and transform train, val and test."""
         f = self.folds[fold]
         x_tr = _take(self.raw.x, f.train)
+        series = None
+        if self.kind == "tabular" and isinstance(x_tr, pd.DataFrame) and not self.cfg.categorical:  # T10
+            series = find_series(x_tr, named=not str(self.cfg.source).lower().endswith(".npz"))
         y_tr = None if self.raw.y is None else self.raw.y[f.train]
         y_va = None if self.raw.y is None else self.raw.y[f.val]
         pre = Preprocessor.fit(x_tr, y_tr, cfg=self.cfg, task=self.task, kind=self.kind, classes=self.classes)
@@ -81,6 +85,7 @@ class LoadedData:
             split=self.split,
             numbers=tuple(self.cfg.numbers),
             dates=tuple(self.cfg.dates),
+            series=series,
         )
         return Prepared(
             xt_tr,
