@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import optuna
+import pandas as pd
 import pytest
-from optuna.distributions import FloatDistribution, IntDistribution
+import torch
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
+from tunesmith.data import load_data
 from tunesmith.errors import BadInput
-from tunesmith.recipe import DataFacts, Recipe, load_recipe, resolve
+from tunesmith.models import build_model
+from tunesmith.recipe import DataConfig, DataFacts, Recipe, SeriesFacts, load_recipe, resolve
 from tunesmith.tuneconfig import ParamSpec, TuneConfig
 from tunesmith.tuning.playbook import (
     REGULARIZATION_OFF,
@@ -216,14 +224,18 @@ def test_regularization_off_matches_recipe_fields() -> None:
 
 
 def test_an_ambiguous_kind_makes_the_family_a_capacity_choice() -> None:
-    """T10: a wide unnamed array may be features or 1-D signals: the capacity stage tries both families."""
+    """T10: a wide unnamed array of one scale may be features or 1-D signals: the capacity stage tries the
+    MLP and the sequence families."""
+    signals = SeriesFacts(first="x0", last="x63", count=64, step=1, std_ratio=1.2, mean_spread=0.1, named=False)
     wide = DataFacts(task="classification", kind="tabular", n_train=500, input_shape=(64,), n_outputs=2)
+    wide = dataclasses.replace(wide, series=signals)
     recipe = Recipe().with_overrides({"data.source": "signals.npz"})
     assert ambiguous_kind(recipe, wide)
     assert not ambiguous_kind(recipe.with_overrides({"model.family": "mlp"}), wide)  # the recipe says which
-    assert not ambiguous_kind(Recipe().with_overrides({"data.source": "table.csv"}), wide)
+    assert not ambiguous_kind(recipe, dataclasses.replace(wide, series=None))  # columns that are no series
     space = default_space(resolve(recipe, wide), wide, ambiguous=True)
-    assert space["model.family"].choices == ["mlp", "cnn"] and space["model.width"].choices == [32, 64, 128]
+    assert space["model.family"].choices == ["mlp", "cnn", "rnn"] and space["model.width"].choices == [32, 64, 128]
+    assert (space["model.depth"].low, space["model.depth"].high) == (0, 3)  # depth 0: the linear model in each
     capacity = plan_stages(space, TuneConfig(), trials=9)[0]
     assert "model.family" in capacity.space
 
@@ -240,3 +252,166 @@ def test_incumbent_keeps_the_current_values_the_space_admits() -> None:
     # depth 5 and weight decay 0 lie outside their ranges, activation has no current value: the sampler draws them
     assert incumbent(space, current) == {"model.width": 64, "train.lr": 1e-3}
     assert incumbent(space, {"model.width": True, "train.lr": "1e-3"}) == {}  # a bool or a string is no number
+
+
+# ---- T10: the family is a choice when the columns form an ordered series ---------------------------
+
+
+def _facts(source: Path | str, **cfg: Any) -> DataFacts:
+    """The facts tune reads: the data loaded, split and prepared (fold 0's training rows)."""
+    target = {"target": "y"} if str(source).endswith(".csv") else {}
+    return load_data(DataConfig(source=str(source), **target, **cfg), seed=0).prepare(0).facts
+
+
+def _ar_lags(path: Path, *, rows: int = 400, lags: int = 24, order: list[int] | None = None) -> Path:
+    """An AR(2) process with a 12-step cycle, written as a table of lag columns and the next value."""
+    rng = np.random.default_rng(0)
+    r, theta = 0.9, 2 * np.pi / 12
+    series = np.zeros(rows + lags + 1)
+    for t in range(2, len(series)):
+        series[t] = 2 * r * np.cos(theta) * series[t - 1] - r**2 * series[t - 2] + rng.normal()
+    table = {f"lag_{k}": series[lags - k : lags - k + rows] for k in order or range(1, lags + 1)}
+    pd.DataFrame({**table, "y": series[lags : lags + rows]}).to_csv(path, index=False)
+    return path
+
+
+def test_an_ordered_series_brings_the_sequence_families_into_the_capacity_stage(tmp_path: Path) -> None:
+    """lag_1..lag_24 of one process: one name, a running index, one scale: a table or 24 steps of a signal."""
+    facts = _facts(_ar_lags(tmp_path / "ar.csv"))
+    assert facts.series is not None and (facts.series.first, facts.series.last) == ("lag_1", "lag_24")
+    assert facts.series.step == 1 and facts.series.std_ratio < 1.5  # lags of one stationary process
+    recipe = Recipe().with_overrides({"data.source": str(tmp_path / "ar.csv")})
+    evidence = ambiguous_kind(recipe, facts)
+    assert evidence is not None and evidence["families"] == ["mlp", "cnn", "rnn"]
+    assert "lag_1..lag_24" in evidence["why"] and "running index" in evidence["why"]
+    space = default_space(resolve(recipe, facts), facts, ambiguous=True)
+    assert space["model.family"].choices == ["mlp", "cnn", "rnn"] and space["model.depth"].low == 0
+    capacity = plan_stages(space, TuneConfig(), trials=9, evidence={"family": evidence})[0]
+    assert "model.family" in capacity.space and capacity.evidence["family"] == evidence
+    _, lines = capacity.kind.describe(capacity)
+    assert any("the family is a choice, T10" in line and "lag_1..lag_24" in line for line in lines)
+    # what the recipe says wins: a declared kind or family is no guess
+    for said in ({"model.family": "mlp"}, {"data.kind": "tabular"}):
+        assert ambiguous_kind(recipe.with_overrides(said), facts) is None
+    # every family reads the (N, F) arrays: cnn and rnn view a row as (F, 1), no reloading per trial
+    for family in ("mlp", "cnn", "rnn"):
+        cfg = resolve(recipe.with_overrides({"model.family": family, "model.width": 8, "model.depth": 1}), facts)
+        net = build_model(cfg.model, kind=facts.kind, input_shape=facts.input_shape, n_outputs=facts.n_outputs)
+        assert net(torch.randn(4, 24)).shape == (4, 1)
+
+
+def test_an_unordered_table_keeps_the_mlp_alone(tmp_path: Path) -> None:
+    """Ordinary tables, indexed columns among unrelated ones, a shuffled index or mixed scales: no series."""
+    rng = np.random.default_rng(0)
+    n = 300
+    people = pd.DataFrame(
+        {
+            "age": rng.integers(18, 90, n),
+            "income": rng.lognormal(10, 1, n),
+            "height": rng.normal(170, 10, n),
+            "weight": rng.normal(70, 12, n),
+            "children": rng.integers(0, 5, n),
+            "score_1": rng.normal(size=n),
+            "score_2": rng.normal(size=n),
+            "score_3": rng.normal(size=n),
+            "y": rng.normal(size=n),
+        }
+    )
+    people.to_csv(tmp_path / "people.csv", index=False)
+    scales = pd.DataFrame({f"f{i}": rng.normal(size=n) * 10.0**i for i in range(1, 11)} | {"y": rng.normal(size=n)})
+    scales.to_csv(tmp_path / "scales.csv", index=False)
+    shuffled = _ar_lags(tmp_path / "shuffled.csv", order=list(rng.permutation(np.arange(1, 25))))
+    for source in ("wine", "diabetes", "breast_cancer", tmp_path / "people.csv", tmp_path / "scales.csv", shuffled):
+        facts = _facts(source)
+        recipe = Recipe().with_overrides({"data.source": str(source)})
+        assert facts.series is None and ambiguous_kind(recipe, facts) is None, source
+        space = default_space(resolve(recipe, facts), facts)
+        assert "model.family" not in space and space["model.depth"].low == 0  # the linear model is still tried
+
+
+def test_an_unnamed_array_is_a_series_when_wide_and_on_one_scale(tmp_path: Path) -> None:
+    """.npz (N, F): x0..x{F-1} only number the columns; F >= 16 and one scale make it a batch of signals."""
+    rng = np.random.default_rng(0)
+    phase = rng.uniform(0, 2 * np.pi, (200, 1))
+    waves = np.sin(np.linspace(0, 4 * np.pi, 32) + phase) + 0.1 * rng.normal(size=(200, 32))  # (N, 32)
+    np.savez(tmp_path / "waves.npz", x=waves, y=(phase[:, 0] > np.pi).astype(int))
+    np.savez(tmp_path / "narrow.npz", x=waves[:, :10], y=(phase[:, 0] > np.pi).astype(int))
+    table = rng.normal(size=(200, 32)) * np.logspace(0, 3, 32)  # wide, but every column its own unit
+    np.savez(tmp_path / "table.npz", x=table, y=(phase[:, 0] > np.pi).astype(int))
+    wide = _facts(tmp_path / "waves.npz")
+    assert wide.series is not None and not wide.series.named and wide.series.count == 32
+    evidence = ambiguous_kind(Recipe().with_overrides({"data.source": str(tmp_path / "waves.npz")}), wide)
+    assert evidence is not None and "unnamed array" in evidence["why"]
+    assert _facts(tmp_path / "narrow.npz").series is None and _facts(tmp_path / "table.npz").series is None
+
+
+# ---- T22, T44: the linear model is the capacity stage's smallest candidate --------------------------
+
+
+def _sized(number: int, value: float, params: dict[str, Any], **attrs: Any) -> optuna.trial.FrozenTrial:
+    dists: dict[str, Any] = {
+        "model.depth": IntDistribution(0, 4),
+        "model.width": IntDistribution(1, 512),
+        "model.family": CategoricalDistribution(["mlp", "cnn", "rnn"]),
+    }
+    t = create_trial(
+        state=TrialState.COMPLETE,
+        value=value,
+        params=params,
+        distributions={k: dists[k] for k in params},
+        user_attrs=attrs,
+        intermediate_values={e: value for e in range(1, 11)},
+    )
+    t.number = number
+    return t
+
+
+def test_the_linear_model_wins_the_capacity_stage_on_linear_noisy_data() -> None:
+    """y = X w + noise (val rmse in scaled units): the linear model cannot reach 0.1 x chance on its training
+    rows (the noise stays), but it reaches the noise floor; within one standard error of the best it wins."""
+    space = {
+        "model.width": ParamSpec(type="int", low=16, high=256),
+        "model.depth": ParamSpec(type="int", low=0, high=4),
+    }
+    stage = plan_stages(space, TuneConfig(trials=3), trials=3)[0]
+    trials = [  # rmse on 100 validation rows; train/val losses are MSEs of the scaled target (chance: 1.0)
+        _sized(0, 0.52, {"model.width": 256, "model.depth": 2}, train_loss=0.08, val_loss=0.27, n_params=70_000),
+        _sized(1, 0.51, {"model.width": 64, "model.depth": 0}, train_loss=0.24, val_loss=0.26, n_params=11),
+        _sized(2, 0.60, {"model.width": 512, "model.depth": 4}, train_loss=0.01, val_loss=0.36, n_params=800_000),
+    ]
+    judge = Criteria(maximize=False, fit_below=0.1, epochs=10, val_rows=100, metric="rmse")
+    out = decide(stage, space, trials, judge)
+    assert out.params == {"model.width": 64, "model.depth": 0}
+    assert "the linear model (depth 0)" in out.decision and "the data look linear" in out.decision
+    fit = out.evidence["fit"]
+    assert fit["noise_floor"] == 0.26 and fit["train_loss_below"] == 0.26 and fit["chance_bar"] == 0.1
+    assert fit["fitting_trials"] == [1, 0, 2] and fit["within_one_se"] == [1, 0]  # rmse SE: 0.51 / sqrt(200)
+    assert out.evidence["boundary"] == []  # depth 0 is a floor, not an edge to widen past
+    # on a non-linear target the linear model underfits: its training loss stays above what others predict
+    curved = [
+        _sized(0, 0.30, {"model.width": 256, "model.depth": 2}, train_loss=0.05, val_loss=0.09, n_params=70_000),
+        _sized(1, 0.72, {"model.width": 64, "model.depth": 0}, train_loss=0.50, val_loss=0.52, n_params=11),
+    ]
+    out = decide(stage, space, curved, judge)
+    assert out.params["model.depth"] == 2 and out.evidence["fit"]["fitting_trials"] == [0]
+    assert "linear" not in out.decision
+
+
+def test_the_capacity_decision_names_the_family_and_each_familys_best() -> None:
+    space = {
+        "model.family": ParamSpec(type="categorical", choices=["mlp", "cnn", "rnn"]),
+        "model.depth": ParamSpec(type="int", low=0, high=3),
+    }
+    evidence = {"family": {"columns": {"first": "lag_1", "last": "lag_24", "count": 24}, "why": "an ordered series"}}
+    stage = plan_stages(space, TuneConfig(trials=3), trials=3, evidence=evidence)[0]
+    trials = [
+        _sized(0, 0.80, {"model.family": "mlp", "model.depth": 2}, train_loss=0.05, val_loss=0.4, n_params=5000),
+        _sized(1, 0.93, {"model.family": "rnn", "model.depth": 1}, train_loss=0.05, val_loss=0.2, n_params=9000),
+        _sized(2, 0.88, {"model.family": "cnn", "model.depth": 2}, train_loss=0.05, val_loss=0.3, n_params=3000),
+    ]
+    out = decide(stage, space, trials, Criteria(maximize=True, fit_below=0.1, epochs=10, val_rows=1000))
+    assert out.params == {"model.family": "rnn", "model.depth": 1}
+    assert "the 24 columns lag_1..lag_24 read as a sequence of 1-D steps (rnn)" in out.decision
+    assert "rnn 0.93, cnn 0.88, mlp 0.8" in out.decision
+    assert out.evidence["family"] == evidence["family"]  # the data's evidence, kept with the choice
+    assert out.evidence["families"]["cnn"] == {"trial": 2, "value": 0.88}

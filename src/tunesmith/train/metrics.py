@@ -12,13 +12,23 @@ is 0.0 for a target with no spread, where scikit-learn gives 1.0 to a perfect pr
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from tunesmith.errors import BadInput, closest, must_be
 
-__all__ = ["DEFAULT_FOR_TASK", "METRICS", "Metric", "get_metric", "metrics_for", "pick_metric", "task_metrics"]
+__all__ = [
+    "DEFAULT_FOR_TASK",
+    "METRICS",
+    "Metric",
+    "get_metric",
+    "metrics_for",
+    "pick_metric",
+    "standard_error",
+    "task_metrics",
+]
 
 ALL_TASKS = ("classification", "regression", "reconstruction")
 
@@ -69,6 +79,25 @@ def pick_metric(metric: str, task: str, *, owner: str = "tune") -> tuple[str, bo
     if name not in valid:
         raise BadInput(f"The 'metric' parameter of {owner} must be one of {', '.join(valid)} for {task}. Got {name!r}.")
     return name, METRICS[name].higher_is_better
+
+
+def standard_error(name: str, value: float, rows: int) -> float:
+    """The standard error of a score `value` of metric `name` measured on `rows` rows: the slack of the tune's
+    one-standard-error rule (T22). Accuracy-like scores: binomial, sqrt(p (1 - p) / n). Regression scores, for
+    residuals roughly normal with spread s: the mean square has standard error s^2 sqrt(2 / n), hence rmse
+    s / sqrt(2 n) (delta method), r2 (1 - r2) sqrt(2 / n), mae (s sqrt(2 / pi)) sqrt((pi / 2 - 1) / n) (half-
+    normal). 0 for the loss, whose spread depends on the loss: the rule then keeps the best score."""
+    metric = METRICS.get(name)
+    if metric is None or rows < 1 or not math.isfinite(value):
+        return 0.0
+    if metric.share_of_rows:
+        return math.sqrt(value * (1 - value) / rows) if 0 <= value <= 1 else 0.0
+    spread = {
+        "rmse": abs(value) / math.sqrt(2 * rows),
+        "mae": abs(value) * math.sqrt((math.pi / 2 - 1) / rows),
+        "r2": max(0.0, 1 - value) * math.sqrt(2 / rows),
+    }
+    return spread.get(name, 0.0)
 
 
 def task_metrics(task: str, predictions: np.ndarray, targets: np.ndarray) -> dict[str, float]:

@@ -1,12 +1,14 @@
 """The staged playbook (T53): capacity -> learning rate and batch size -> regularization, then refit.
 
-1. capacity (T40, T22): regularization off (no dropout, weight decay, augmentation or early
-   stopping); search width/depth (and activation, normalization, and the family where the data
-   kind is ambiguous, T10), with the learning rate as a nuisance: the Tuning Playbook's rule is
-   that architectures are compared each at a good LR, never all at one fixed LR that suits some
-   of them. The winner is the best validation score among the models that fit the training set
-   (train loss below `tune.fit_loss` x the chance-level loss); if none fits, the one that came
-   closest, with the advice to widen the space. Its LR is the lr stage's first trial's.
+1. capacity (T40, T22, T44): regularization off (no dropout, weight decay, augmentation or early
+   stopping); search width/depth (from depth 0, the linear model, for the MLP; and activation,
+   normalization, and the family where the columns form an ordered series, T10), with the
+   learning rate as a nuisance: the Tuning Playbook's rule is that architectures are compared
+   each at a good LR, never all at one fixed LR that suits some of them. The winner is the
+   smallest model within one standard error of the best validation score among the models that
+   fit the training set (train loss below `tune.fit_loss` x the chance-level loss, or below the
+   stage's noise floor: its lowest validation loss); if none fits, the one that came closest,
+   with the advice to widen the space. Its LR is the lr stage's first trial's.
 2. lr + batch size (T31, T33): the LR range is narrowed around the range test's suggestion and
    the batch sizes are capped by the batch-size finder (both run once, at this stage's start, on
    the capacity winner: tunesmith.tuning.prechecks).
@@ -41,6 +43,7 @@ from typing import Any, ClassVar
 from optuna.trial import FrozenTrial, TrialState
 
 from tunesmith.errors import BadInput
+from tunesmith.train.metrics import standard_error
 from tunesmith.tuneconfig import ParamSpec, TuneConfig
 from tunesmith.tuning.evidence import LrEvidence
 from tunesmith.tuning.space import space_to_json
@@ -142,6 +145,7 @@ class Stage:
     share: float  # its share of the search time under --timeout
     explore: int  # trials sampled quasi-randomly before the exploit sampler
     fixed: dict[str, Any] = field(default_factory=dict)  # overrides held during this stage only
+    evidence: dict[str, Any] = field(default_factory=dict)  # what the data said of its keys (T10: "family")
 
     @property
     def kind(self) -> StageKind:
@@ -157,12 +161,17 @@ class Stage:
         return cls(**{**data, "space": space})
 
 
-def plan_stages(space: dict[str, ParamSpec], cfg: TuneConfig, *, trials: int) -> list[Stage]:
-    """Split the space and the trial budget into stages (one "flat" stage for --strategy flat)."""
+def plan_stages(
+    space: dict[str, ParamSpec], cfg: TuneConfig, *, trials: int, evidence: dict[str, Any] | None = None
+) -> list[Stage]:
+    """Split the space and the trial budget into stages (one "flat" stage for --strategy flat).
+
+    evidence: what the data said of the capacity keys (T10's {"family": ...} when the family is searched),
+    kept with the stage that searches them, for its plan line and its decision."""
     fixed = {"train.epochs": cfg.epochs}
     if cfg.strategy == "flat":
         n = _cap(trials, space, cfg)
-        return [Stage("flat", space, n, 1.0, _explore(n, cfg), fixed)]
+        return [Stage("flat", space, n, 1.0, _explore(n, cfg), fixed, dict(evidence or {}))]
     parts = {kind.name: kind.plan_space(space) for kind in STAGED}
     present = [(kind.name, share) for kind, share in zip(STAGED, cfg.shares, strict=True) if parts[kind.name]]
     if trials < len(present):
@@ -179,7 +188,8 @@ def plan_stages(space: dict[str, ParamSpec], cfg: TuneConfig, *, trials: int) ->
     for (name, share), n in zip(present, counts, strict=True):
         part = parts[name]
         n = _cap(n, part, cfg)
-        stages.append(Stage(name, part, n, share / total, _explore(n, cfg), {**STAGES[name].held, **fixed}))
+        notes = dict(evidence or {}) if name == Capacity.name else {}
+        stages.append(Stage(name, part, n, share / total, _explore(n, cfg), {**STAGES[name].held, **fixed}, notes))
     return stages
 
 
@@ -260,20 +270,19 @@ class Criteria:
     """How a stage's trials are judged (computed once per study, from the data)."""
 
     maximize: bool  # the metric's direction
-    fit_below: float  # T40: a model "fits" when its training loss ends below this
+    fit_below: float  # T40: a model "fits" when its training loss ends below this (or the noise floor)
     epochs: int  # a full-length trial (curve checks)
-    val_rows: int | None = None  # accuracy-like metrics: validation rows, for the one-standard-error rule
+    val_rows: int | None = None  # validation rows, for the one-standard-error rule (None: no slack)
+    metric: str = "accuracy"  # the score's metric: how its standard error is computed
     repeats: int = 1  # folds each trial is scored on (noise-aware scoring: prechecks.measure_noise)
 
     def standard_error(self, value: float) -> float:
-        """The binomial standard error of an accuracy-like score on val_rows rows (0 for other metrics)."""
-        if self.val_rows is None or not 0 <= value <= 1:
-            return 0.0
-        return math.sqrt(value * (1 - value) / self.val_rows)
+        """The standard error of a validation score on val_rows rows (train.metrics.standard_error)."""
+        return 0.0 if self.val_rows is None else standard_error(self.metric, value, self.val_rows)
 
     def slack(self, trial: FrozenTrial) -> float:
         """One standard error of a trial's score: the spread of its folds' scores when it was scored on several
-        (noise-aware), else the binomial error of an accuracy-like score."""
+        (noise-aware), else the error of its metric on val_rows rows."""
         if "se" in trial.user_attrs:
             return float(trial.user_attrs["se"])
         return self.standard_error(trial.value if trial.value is not None else math.nan)
@@ -302,7 +311,7 @@ def decide(
     """Pick the stage's winner and run the playbook's checks; `label` numbers trials in the evidence."""
     feasible = [t for t in trials if t.state == TrialState.COMPLETE and "diverged" not in t.user_attrs]
     ranked = sorted(feasible, key=lambda t: rank_key(t, maximize=judge.maximize))
-    evidence = checks(space, trials, ranked, maximize=judge.maximize, epochs=judge.epochs, label=label)
+    evidence = stage.evidence | checks(space, trials, ranked, maximize=judge.maximize, epochs=judge.epochs, label=label)
     if not ranked:
         return Outcome(stage.name, space, None, {}, _none_finished(stage, evidence), evidence)
     best, lead = stage.kind.pick(ranked, judge, evidence, label)
@@ -315,32 +324,79 @@ def decide(
 def _capacity_winner(
     ranked: list[FrozenTrial], judge: Criteria, evidence: dict[str, Any], label: Callable[[FrozenTrial], int]
 ) -> tuple[FrozenTrial, str]:
-    """T40 + T22: among the models that fit the training set, the smallest whose validation score is
+    """T40 + T22 + T44: among the models that fit the training set, the smallest whose validation score is
     within one standard error of the best (Breiman's one-standard-error rule): capacity is chosen by
-    validation, and a bigger model must earn its cost."""
-    fits = [t for t in ranked if t.user_attrs.get("train_loss", math.inf) <= judge.fit_below]
+    validation, and a bigger model must earn its cost. The smallest candidate is the linear model (depth 0).
+
+    A model fits when its best training loss is below `judge.fit_below` (tune.fit_loss x the chance loss)
+    or below the stage's noise floor, the lowest validation loss any model reached, whichever is higher.
+    On noisy data no model can push its training loss below the noise without memorizing it: a linear
+    target with noise leaves the linear model a training loss near the noise variance, far above 0.1 x
+    chance. What the best model leaves unpredicted on unseen rows estimates that noise, so a model whose
+    training loss reaches it has fitted all that generalizes; one that stays above it underfits."""
+    losses = [t.user_attrs.get("val_loss", math.inf) for t in ranked]
+    floor = min((v for v in losses if math.isfinite(v)), default=0.0)
+    bar = max(judge.fit_below, floor)
+    fits = [t for t in ranked if t.user_attrs.get("train_loss", math.inf) <= bar]
     evidence["fit"] = {
-        "train_loss_below": round(judge.fit_below, 6),
+        "train_loss_below": round(bar, 6),
+        "chance_bar": round(judge.fit_below, 6),  # tune.fit_loss x the chance loss
+        "noise_floor": round(floor, 6),  # the lowest validation loss of the stage
         "fitting_trials": [label(t) for t in fits],
         "train_loss": {label(t): t.user_attrs.get("train_loss") for t in ranked},
     }
-    if fits:
-        top = fits[0].value or 0.0
-        slack = judge.slack(fits[0])
-        close = [t for t in fits if abs((t.value or 0.0) - top) <= slack]
-        chosen = min(close, key=lambda t: t.user_attrs.get("n_params", math.inf))
-        evidence["fit"].update(one_se=round(slack, 6), within_one_se=[label(t) for t in close])
-        return chosen, (
-            f"the smallest of the {len(fits)} of {len(ranked)} models that fit the training set (train loss <= "
-            f"{judge.fit_below:.3g}, T40) whose validation score {chosen.value:.4g} is within one standard error "
-            f"({slack:.3g}) of the best"
+    below = f"train loss <= {bar:.3g}, T40"
+    if floor > judge.fit_below:
+        below = f"train loss <= {bar:.3g}, the noise floor: the stage's lowest validation loss, T40"
+    if not fits:
+        closest = min(ranked, key=lambda t: t.user_attrs.get("train_loss", math.inf))
+        evidence["warnings"].append(
+            "no model reached a low training loss: the largest tried is too small or the LR is off; widen the "
+            "capacity space (model.width, model.depth) and rerun (T40)"
         )
-    closest = min(ranked, key=lambda t: t.user_attrs.get("train_loss", math.inf))
-    evidence["warnings"].append(
-        "no model reached a low training loss: the largest tried is too small or the LR is off; widen the "
-        "capacity space (model.width, model.depth) and rerun (T40)"
-    )
-    return closest, f"lowest train loss {closest.user_attrs.get('train_loss', math.nan):.4g}; none fit"
+        lead = f"lowest train loss {closest.user_attrs.get('train_loss', math.nan):.4g}; none fit"
+        return closest, lead + _family_choice(ranked, closest, evidence, label)
+    top = fits[0].value or 0.0
+    slack = judge.slack(fits[0])
+    close = [t for t in fits if abs((t.value or 0.0) - top) <= slack]
+    chosen = min(close, key=lambda t: t.user_attrs.get("n_params", math.inf))
+    evidence["fit"].update(one_se=round(slack, 6), within_one_se=[label(t) for t in close])
+    if chosen.params.get("model.depth") == 0:
+        lead = (
+            f"the linear model (depth 0) is the smallest of the {len(fits)} of {len(ranked)} models that fit the "
+            f"training set ({below}); its validation score {chosen.value:.4g} is within one standard error "
+            f"({slack:.3g}) of the best {top:.4g}: the data look linear, T44"
+        )
+    else:
+        lead = (
+            f"the smallest of the {len(fits)} of {len(ranked)} models that fit the training set ({below}) whose "
+            f"validation score {chosen.value:.4g} is within one standard error ({slack:.3g}) of the best"
+        )
+    return chosen, lead + _family_choice(ranked, chosen, evidence, label)
+
+
+def _family_choice(
+    ranked: list[FrozenTrial], chosen: FrozenTrial, evidence: dict[str, Any], label: Callable[[FrozenTrial], int]
+) -> str:
+    """T10, when the family was searched: how the winner reads the columns, and each family's best score."""
+    best: dict[str, FrozenTrial] = {}
+    for t in ranked:  # best first
+        best.setdefault(str(t.params.get("model.family")), t)
+    best.pop("None", None)
+    if not best or "model.family" not in chosen.params:
+        return ""
+    evidence["families"] = {f: {"trial": label(t), "value": t.value} for f, t in best.items()}
+    cols = evidence.get("family", {}).get("columns")
+    what = f"the {cols['count']} columns {cols['first']}..{cols['last']}" if cols else "the columns"
+    family = chosen.params["model.family"]
+    if chosen.params.get("model.depth") == 0:
+        reading = f"{what} read by the linear model (depth 0: the same model in every family)"
+    elif family == "mlp":
+        reading = f"{what} read as a table (mlp)"
+    else:
+        reading = f"{what} read as a sequence of 1-D steps ({family})"
+    scores = ", ".join(f"{f} {t.value:.4g}" for f, t in best.items())
+    return f"; family (T10): {reading}; best validation score per family: {scores}"
 
 
 def _none_finished(stage: Stage, evidence: dict[str, Any]) -> str:
@@ -545,7 +601,14 @@ class Capacity(StageKind):
 
     def describe(self, stage: Stage) -> tuple[str, list[str]]:
         nuisance = ", the LR a nuisance (each model at a good LR)" if "train.lr" in stage.space else ""
-        return f"; regularization off{nuisance}", []
+        lines = []
+        family = stage.evidence.get("family")
+        if family is not None and "model.family" in stage.space:
+            lines.append(f"(the family is a choice, T10: {family['why']})")
+        depth = stage.space.get("model.depth")
+        if depth is not None and depth.low == 0:
+            lines.append("(depth 0 is the linear model, the smallest candidate: it wins within one standard error)")
+        return f"; regularization off{nuisance}", lines
 
 
 class LearningRate(StageKind):

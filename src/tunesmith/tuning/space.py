@@ -16,13 +16,17 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from tunesmith.data.series import MAX_MEAN_SPREAD, MAX_STD_RATIO
 from tunesmith.errors import BadInput
 from tunesmith.tuneconfig import ParamSpec
 
 if TYPE_CHECKING:
     from tunesmith.recipe import DataFacts, Recipe
 
-__all__ = ["ambiguous_kind", "check_space", "default_space", "space_to_json"]
+__all__ = ["SEQUENCE_FAMILIES", "ambiguous_kind", "check_space", "default_space", "space_to_json"]
+
+# T10: a series read as a table (mlp), or as a sequence: local patterns (1-D cnn), order and memory (rnn)
+SEQUENCE_FAMILIES = ("mlp", "cnn", "rnn")
 
 
 def check_space(space: dict[str, ParamSpec]) -> None:
@@ -50,12 +54,32 @@ def check_space(space: dict[str, ParamSpec]) -> None:
                 raise BadInput(f"tune.space[{key!r}] (value {value!r}): {exc}") from None
 
 
-def ambiguous_kind(recipe: Recipe, facts: DataFacts) -> bool:
-    """T10: is the input kind a guess? A wide unnamed numeric array (.npz, (N, F) with F >= 16) may be a
-    table of features or a batch of 1-D signals; unless the recipe says which, the capacity stage decides."""
-    d, m = recipe.data, recipe.model
+def ambiguous_kind(recipe: Recipe, facts: DataFacts) -> dict[str, Any] | None:
+    """T10: the evidence that the input kind is a guess, or None when it is not.
+
+    A table whose feature columns form one ordered series on a common scale (data/series.py: `lag_1 ..
+    lag_24`, `x0 .. x63`, an unnamed (N, F >= 16) array) may be a table of features or a batch of 1-D
+    signals; unless the recipe says which (data.kind, model.family, model.custom), the capacity stage tries
+    SEQUENCE_FAMILIES and the validation score decides. The evidence is recorded with the plan and the
+    capacity stage's decision (tuning.json)."""
+    d, m, s = recipe.data, recipe.model, facts.series
     unsaid = d.kind == "auto" and m.family == "auto" and m.custom is None
-    return unsaid and facts.kind == "tabular" and str(d.source).endswith(".npz") and facts.input_shape[0] >= 16
+    if not unsaid or facts.kind != "tabular" or s is None:
+        return None
+    order = f"a running index in their names, step {s.step}" if s.named else "an unnamed array's columns, in order"
+    why = (
+        f"the {s.count} feature columns {s.first}..{s.last} form one ordered series ({order}) on a common scale "
+        f"(column stds within {s.std_ratio:.3g}x of each other, means within {s.mean_spread:.3g} median stds): "
+        f"a table (mlp) or a sequence of {s.count} steps (cnn, rnn read (F,) as (F, 1))"
+    )
+    return {
+        "columns": {"first": s.first, "last": s.last, "count": s.count, "step": s.step, "named": s.named},
+        "std_ratio": s.std_ratio,
+        "mean_spread": s.mean_spread,
+        "limits": {"std_ratio": MAX_STD_RATIO, "mean_spread": MAX_MEAN_SPREAD},
+        "families": list(SEQUENCE_FAMILIES),
+        "why": why,
+    }
 
 
 def default_space(
@@ -63,19 +87,22 @@ def default_space(
 ) -> dict[str, ParamSpec]:
     """The catalog's space for a resolved recipe: what a practitioner would try first, family by family.
 
-    ambiguous: the input kind is a guess (ambiguous_kind): the family (mlp or a 1-D cnn) is searched too.
+    ambiguous: the input kind is a guess (ambiguous_kind): the family (SEQUENCE_FAMILIES) is searched too.
     user_model: a live nn.Module is tuned: its architecture, dropout layers included, is its own.
+    The MLP's depths start at 0, the linear model (T44): the capacity stage's smallest candidate, which
+    its one-standard-error rule picks when the data look linear.
     """
     m, t = recipe.model, recipe.train
     family = m.family
     widths = {"mlp": [64, 128, 256, 512], "cnn": [16, 32, 64], "rnn": [32, 64, 128], "autoencoder": [64, 128, 256]}
-    depths = {"mlp": (1, 4), "cnn": (1, _pooling_stages(facts)), "rnn": (1, 3), "autoencoder": (1, 3)}
+    depths = {"mlp": (0, 4), "cnn": (1, _pooling_stages(facts)), "rnn": (1, 3), "autoencoder": (1, 3)}
     lr = (1e-3, 3e-1) if t.optimizer == "sgd" else (1e-4, 3e-2)  # T31: sgd wants ~10x the adaptive optimizers' LR
     batches = [b for b in (16, 32, 64, 128, 256) if b * 4 <= facts.n_train][-4:]  # T07: >= 4 steps an epoch
     space: dict[str, ParamSpec] = {}
     if ambiguous:  # T10 on evidence: the capacity stage tries both readings of the columns
-        space["model.family"] = ParamSpec(type="categorical", choices=["mlp", "cnn"])
-        widths[family] = [32, 64, 128]  # sizes that suit both families
+        space["model.family"] = ParamSpec(type="categorical", choices=list(SEQUENCE_FAMILIES))
+        widths[family] = [32, 64, 128]  # sizes that suit every family
+        depths[family] = (0, min(3, _pooling_stages(facts)))  # depth 0 is the linear model in each (models.families)
     if m.custom is None and not user_model:  # a user model's architecture is its own
         space["model.width"] = ParamSpec(type="categorical", choices=widths.get(family, [64, 128, 256]))
         low, high = depths.get(family, (1, 3))

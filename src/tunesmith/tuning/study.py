@@ -46,7 +46,7 @@ from tunesmith.errors import BadInput, TunesmithError, must_be
 from tunesmith.recipe import Recipe, load_recipe, make_recipe
 from tunesmith.run import RunDir, default_run_dir, write_json
 from tunesmith.runsetup import RunSetup, SetupCache
-from tunesmith.train.metrics import METRICS, pick_metric
+from tunesmith.train.metrics import pick_metric
 from tunesmith.tuneconfig import TuneConfig
 from tunesmith.tuning.objective import chance_loss
 from tunesmith.tuning.outputs import Trials, collect, refit, write_outputs
@@ -267,15 +267,16 @@ def create_meta(setup: RunSetup) -> Meta:
     """Everything a worker needs, computed once: space, metric, prechecks and the stages (see module doc)."""
     recipe, prep, user = setup.given, setup.prep, setup.user_model is not None  # x_test is transformed, never read
     cfg = recipe.tune
-    ambiguous = not user and ambiguous_kind(recipe, prep.facts)  # a user's module settles the family
+    family = None if user else ambiguous_kind(recipe, prep.facts)  # T10 evidence; a user's module settles it
     space = cfg.space
     if space is None:
-        space = default_space(setup.recipe, prep.facts, ambiguous=ambiguous, user_model=user)
+        space = default_space(setup.recipe, prep.facts, ambiguous=family is not None, user_model=user)
     check_space(space)
     create_sampler(cfg.sampler, seed=0, space=space)  # an unknown sampler/pruner name fails before any work
     create_pruner(cfg.pruner, epochs=cfg.epochs)
     metric, maximize = pick_metric(cfg.metric, prep.facts.task)
-    stages = plan_stages(space, cfg, trials=cfg.planned_trials)
+    notes = {"family": family} if family is not None and "model.family" in space else {}
+    stages = plan_stages(space, cfg, trials=cfg.planned_trials, evidence=notes)
     evidence: dict[str, Any] = {}
     if cfg.strategy == "staged":  # the LR range test and batch-size finder wait for the capacity winner
         log.info("precheck: overfit one batch (T40)")
@@ -291,7 +292,8 @@ def create_meta(setup: RunSetup) -> Meta:
         maximize=maximize,
         fit_below=cfg.fit_loss * chance_loss(prep),
         epochs=cfg.epochs,
-        val_rows=len(prep.x_val) if METRICS[metric].share_of_rows else None,
+        val_rows=len(prep.x_val),
+        metric=metric,
         repeats=repeats,
     )
     user_class = _model_class(setup.user_model)
