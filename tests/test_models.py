@@ -294,6 +294,7 @@ def test_depth_0_is_the_linear_model() -> None:
         assert (weighted[0].in_features, weighted[0].out_features) == (10, 3)
         x = torch.randn(4, 10)
         assert torch.allclose(model(x), weighted[0](x))  # nothing before or after it
+        assert not weighted[0].weight.any()  # no hidden unit, no symmetry to break: the constant predictor first
     image = build_model(config(family="mlp", depth=0), kind="image", input_shape=(2, 8, 8), n_outputs=3)
     assert sum(p.numel() for p in image.parameters()) == 2 * 8 * 8 * 3 + 3  # flattened pixels -> logits
     linear_ae = build_model(config(family="autoencoder", depth=0), kind="tabular", input_shape=(10,), n_outputs=1)

@@ -108,6 +108,8 @@ def build_model(cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_
         family = _FAMILIES["mlp"]
     model = family(cfg, kind=kind, input_shape=tuple(input_shape), n_outputs=n_outputs)
     init_weights(model, scheme=cfg.init, activation=cfg.activation)
+    if isinstance(model, MLP) and cfg.depth == 0:  # T13: without hidden units there is no symmetry to break:
+        nn.init.zeros_(model.fc.weight)  # start from the constant predictor, the convex optimum's nearest guess
     return model
 
 
