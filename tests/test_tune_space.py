@@ -395,6 +395,18 @@ def test_the_linear_model_wins_the_capacity_stage_on_linear_noisy_data() -> None
     out = decide(stage, space, curved, judge)
     assert out.params["model.depth"] == 2 and out.evidence["fit"]["fitting_trials"] == [0]
     assert "linear" not in out.decision
+    # the floor's own model fits: its training loss (an epoch's mean in training mode) may exceed its val loss
+    ar = [
+        _sized(0, 0.99, {"model.width": 32, "model.depth": 2}, train_loss=0.111, val_loss=0.079, n_params=34_000),
+        _sized(1, 1.10, {"model.width": 32, "model.depth": 3}, train_loss=0.020, val_loss=0.098, n_params=96_000),
+    ]
+    out = decide(stage, space, ar, judge)
+    assert out.params["model.depth"] == 2 and out.evidence["fit"]["noise_floor"] == 0.111
+    # no model fits by the chance bar: capacity is not proven, a noisy target and a small space look alike
+    small = [_sized(i, 0.8, {"model.width": 16, "model.depth": i}, train_loss=0.6, val_loss=0.62) for i in (0, 1)]
+    out = decide(stage, space, small, judge)
+    assert out.evidence["fit"]["fitting_trials"] == [] and not out.evidence["fit"]["capacity_proven"]
+    assert any("widen the capacity space" in w for w in out.evidence["warnings"])
 
 
 def test_the_capacity_decision_names_the_family_and_each_familys_best() -> None:

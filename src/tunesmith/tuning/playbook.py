@@ -328,26 +328,38 @@ def _capacity_winner(
     within one standard error of the best (Breiman's one-standard-error rule): capacity is chosen by
     validation, and a bigger model must earn its cost. The smallest candidate is the linear model (depth 0).
 
-    A model fits when its best training loss is below `judge.fit_below` (tune.fit_loss x the chance loss)
-    or below the stage's noise floor, the lowest validation loss any model reached, whichever is higher.
-    On noisy data no model can push its training loss below the noise without memorizing it: a linear
-    target with noise leaves the linear model a training loss near the noise variance, far above 0.1 x
-    chance. What the best model leaves unpredicted on unseen rows estimates that noise, so a model whose
-    training loss reaches it has fitted all that generalizes; one that stays above it underfits."""
-    losses = [t.user_attrs.get("val_loss", math.inf) for t in ranked]
-    floor = min((v for v in losses if math.isfinite(v)), default=0.0)
-    bar = max(judge.fit_below, floor)
+    A model fits when its best training loss is below `judge.fit_below` (tune.fit_loss x the chance loss).
+    Once one model has (capacity proven, T40), a model also fits when its training loss is below the
+    stage's noise floor. On noisy data no model can push its training
+    loss below the noise without memorizing it: a linear target with noise leaves the linear model a
+    training loss near the noise variance, far above 0.1 x chance. What the best model leaves unpredicted
+    on unseen rows estimates that noise: the floor is the lowest validation loss of the stage, or the
+    training loss of the model that reached it where that is higher (a recorded training loss is the mean
+    over an epoch's batches in training mode, which sits above the same model's evaluated loss: the
+    floor's own model must count as fitting). A model whose training loss reaches the floor has fitted
+    all that generalizes; one that stays above it underfits. Without a model that fits by the first bar,
+    a noisy target and a space too small look alike (training loss near validation loss everywhere), and
+    the stage says the space may be too small."""
+    scored = [t for t in ranked if math.isfinite(t.user_attrs.get("val_loss", math.inf))]
+    best_val = min(scored, key=lambda t: t.user_attrs["val_loss"], default=None)
+    floor = 0.0
+    if best_val is not None:
+        floor = max(best_val.user_attrs["val_loss"], best_val.user_attrs.get("train_loss", 0.0))
+    proven = any(t.user_attrs.get("train_loss", math.inf) <= judge.fit_below for t in ranked)
+    bar = max(judge.fit_below, floor) if proven else judge.fit_below
     fits = [t for t in ranked if t.user_attrs.get("train_loss", math.inf) <= bar]
     evidence["fit"] = {
         "train_loss_below": round(bar, 6),
         "chance_bar": round(judge.fit_below, 6),  # tune.fit_loss x the chance loss
-        "noise_floor": round(floor, 6),  # the lowest validation loss of the stage
+        "noise_floor": round(floor, 6),  # the lowest validation loss (or its model's training loss, if higher)
+        "floor_trial": None if best_val is None else label(best_val),
+        "capacity_proven": proven,  # a model fits by the chance bar: then the noise floor counts too
         "fitting_trials": [label(t) for t in fits],
         "train_loss": {label(t): t.user_attrs.get("train_loss") for t in ranked},
     }
     below = f"train loss <= {bar:.3g}, T40"
-    if floor > judge.fit_below:
-        below = f"train loss <= {bar:.3g}, the noise floor: the stage's lowest validation loss, T40"
+    if bar > judge.fit_below:
+        below = f"train loss <= {bar:.3g}, the noise floor: what the best model left unpredicted, T40"
     if not fits:
         closest = min(ranked, key=lambda t: t.user_attrs.get("train_loss", math.inf))
         evidence["warnings"].append(
