@@ -573,6 +573,10 @@ class StageKind:
         """Values its first trial takes over the current ones."""
         return {}
 
+    def seeded(self, space: dict[str, ParamSpec], start: dict[str, Any]) -> list[dict[str, Any]]:
+        """Points tried right after the incumbent `start`, before the sampler's own ([] by default)."""
+        return []
+
     def pick(
         self, ranked: list[FrozenTrial], judge: Criteria, evidence: dict[str, Any], label: Callable[[FrozenTrial], int]
     ) -> tuple[FrozenTrial, str]:
@@ -610,6 +614,14 @@ class Capacity(StageKind):
         self, ranked: list[FrozenTrial], judge: Criteria, evidence: dict[str, Any], label: Callable[[FrozenTrial], int]
     ) -> tuple[FrozenTrial, str]:
         return _capacity_winner(ranked, judge, evidence, label)
+
+    def seeded(self, space: dict[str, ParamSpec], start: dict[str, Any]) -> list[dict[str, Any]]:
+        """T44 taken to its end: the linear model (depth 0) at the top of the LR range, where its zero-initialized
+        weights converge within a trial (drawn at random, it rarely gets an LR it can converge at)."""
+        depth, lr = space.get("model.depth"), space.get("train.lr")
+        if depth is None or not depth.admits(0) or start.get("model.depth") == 0:
+            return []
+        return [{**start, "model.depth": 0, **({"train.lr": lr.high} if lr is not None and lr.high else {})}]
 
     def describe(self, stage: Stage) -> tuple[str, list[str]]:
         nuisance = ", the LR a nuisance (each model at a good LR)" if "train.lr" in stage.space else ""

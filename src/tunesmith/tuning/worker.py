@@ -332,8 +332,9 @@ def run_worker(
         edges = _edge_check(study, objective, meta, clock) if meta.recipe.tune.sampler != "grid" else None
         baseline = {**current, **carried, **stage.kind.baseline(space, evidence)}
         start = incumbent(space, baseline) if stage.kind.from_incumbent else {}
-        if start and not study.get_trials(deepcopy=False):  # the stage's first trial: its baseline
-            study.enqueue_trial(start, skip_if_exists=True)
+        if start and not study.get_trials(deepcopy=False):  # the stage's first trial: its baseline, then its seeds
+            for point in [start, *stage.kind.seeded(space, start)]:
+                study.enqueue_trial(point, skip_if_exists=True)
         with without_experimental_warnings():
             retry = RetryHeartbeatStaleTrialCallback(max_retry=meta.recipe.tune.max_retry)
         scored = any(o.best is not None for o in done)  # an earlier stage has a result already
