@@ -59,8 +59,9 @@ def find_series(x: pd.DataFrame, *, named: bool = True) -> SeriesFacts | None:
     numeric = all(pd.api.types.is_numeric_dtype(x[c]) and not pd.api.types.is_bool_dtype(x[c]) for c in x.columns)
     if not numeric:
         return None
-    std = x.std(ddof=0).to_numpy(dtype=np.float64)  # (F,) NaN cells skipped
-    mean = x.mean().to_numpy(dtype=np.float64)
+    # (F,), NaN cells skipped; column by column: a whole-frame reduction makes a float64 copy of the table
+    std = np.array([x[c].std(ddof=0) for c in x.columns], dtype=np.float64)
+    mean = np.array([x[c].mean() for c in x.columns], dtype=np.float64)
     if not (np.isfinite(std).all() and np.isfinite(mean).all()) or std.min() <= 0:
         return None  # an empty or constant column is no step of a signal
     std_ratio = float(std.max() / std.min())
