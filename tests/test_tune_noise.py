@@ -64,3 +64,29 @@ def test_within_one_standard_error_a_stage_keeps_its_incumbent() -> None:
         t.user_attrs["se"] = 0.005  # now it is
     moved = decide(lr, space, trials, judge)
     assert moved.params == {"train.lr": 3e-3} and "± 0.005 (one standard error over 5 folds)" in moved.decision
+
+
+def test_on_a_noisy_split_validation_picks_the_capacity_winner_when_nothing_memorizes() -> None:
+    space = {"model.depth": ParamSpec(type="int", low=0, high=4)}
+    (capacity,) = plan_stages(space, TuneConfig(), trials=3)
+    from optuna.distributions import IntDistribution
+    from optuna.trial import TrialState, create_trial
+
+    trials = []  # regression scored by rmse (lower is better); none gets near the chance bar's training loss
+    for number, (rmse, depth, train_loss, size) in enumerate(
+        [(55.0, 0, 0.50, 11), (54.2, 3, 0.30, 90_000), (58.0, 4, 0.20, 150_000)]
+    ):
+        trial = create_trial(
+            state=TrialState.COMPLETE,
+            value=rmse,
+            params={"model.depth": depth},
+            distributions={"model.depth": IntDistribution(0, 4)},
+            user_attrs={"train_loss": train_loss, "n_params": size, "se": 1.5, "val_loss": rmse / 100},
+        )
+        trial.number = number
+        trials.append(trial)
+    one_split = decide(capacity, space, trials, Criteria(maximize=False, fit_below=0.1, epochs=10))
+    assert one_split.params == {"model.depth": 4}  # one split: the closest to fitting, as before
+    noisy = decide(capacity, space, trials, Criteria(maximize=False, fit_below=0.1, epochs=10, repeats=5))
+    assert noisy.params == {"model.depth": 0} and "validation decides among all" in noisy.decision
+    assert "the data look linear" in noisy.decision and "widen the capacity space" in noisy.decision

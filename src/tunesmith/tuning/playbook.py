@@ -361,13 +361,17 @@ def _capacity_winner(
     if bar > judge.fit_below:
         below = f"train loss <= {bar:.3g}, the noise floor: what the best model left unpredicted, T40"
     if not fits:
-        closest = min(ranked, key=lambda t: t.user_attrs.get("train_loss", math.inf))
         evidence["warnings"].append(
             "no model reached a low training loss: the largest tried is too small or the LR is off; widen the "
             "capacity space (model.width, model.depth) and rerun (T40)"
         )
-        lead = f"lowest train loss {closest.user_attrs.get('train_loss', math.nan):.4g}; none fit"
-        return closest, lead + _family_choice(ranked, closest, evidence, label)
+        if judge.repeats == 1:
+            closest = min(ranked, key=lambda t: t.user_attrs.get("train_loss", math.inf))
+            lead = f"lowest train loss {closest.user_attrs.get('train_loss', math.nan):.4g}; none fit"
+            return closest, lead + _family_choice(ranked, closest, evidence, label)
+        # scored on folds because one split is noisy (prechecks.measure_noise): a noisy target cannot be
+        # memorized in a trial's epochs without memorizing its noise, so validation decides among all models
+        fits, below = ranked, "none reached the chance bar; the split is noisy, so validation decides among all"
     top = fits[0].value or 0.0
     slack = judge.slack(fits[0])
     close = [t for t in fits if abs((t.value or 0.0) - top) <= slack]
