@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,3 +40,32 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
     return subprocess.run(
         [sys.executable, "-m", "tunesmith", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
     )
+
+
+@pytest.fixture
+def test_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Tags the test rows of every prepared fold: each model evaluation on them appends "test" to the list
+    returned (a test appends its own events to it, to check their order)."""
+    from tunesmith.data import LoadedData
+    from tunesmith.train.trainer import Trainer
+
+    events: list[str] = []
+
+    class Held(np.ndarray):
+        """The test rows, tagged."""
+
+    prepare, outputs = LoadedData.prepare, Trainer.outputs
+
+    def tagged(self: LoadedData, fold: int = 0) -> Any:
+        prep = prepare(self, fold)
+        prep.x_test = prep.x_test.view(Held)
+        return prep
+
+    def watched(self: Trainer, data: Any) -> Any:
+        if isinstance(data, tuple) and isinstance(data[0], Held):
+            events.append("test")
+        return outputs(self, data)
+
+    monkeypatch.setattr(LoadedData, "prepare", tagged)
+    monkeypatch.setattr(Trainer, "outputs", watched)
+    return events

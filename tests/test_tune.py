@@ -19,13 +19,12 @@ from optuna.trial import TrialState
 
 import tunesmith.tuning.objective as objective_module
 import tunesmith.tuning.worker as worker_module
-from tunesmith.data import LoadedData, load_data
+from tunesmith.data import load_data
 from tunesmith.errors import BadInput
 from tunesmith.fitting import fit
 from tunesmith.prediction import load_run, predict
 from tunesmith.recipe import make_recipe
 from tunesmith.runsetup import RunSetup
-from tunesmith.train.trainer import Trainer
 from tunesmith.tuning.storage import JOURNAL, open_storage
 from tunesmith.tuning.study import tune
 from tunesmith.tuning.worker import load_meta, prechecks_study
@@ -137,34 +136,15 @@ def test_two_worker_processes_share_one_measurement_of_the_lr_prechecks(tmp_path
     assert result.tuning["prechecks"]["lr_find"] == measured.user_attrs["result"]["lr_find"]
 
 
-def test_test_split_is_read_only_by_the_final_evaluation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    events: list[str] = []
-
-    class Held(np.ndarray):
-        """The test rows, tagged: any model evaluation on them is logged."""
-
-    prepare = LoadedData.prepare
-
-    def tagged(self: LoadedData, fold: int = 0) -> Any:
-        prep = prepare(self, fold)
-        prep.x_test = prep.x_test.view(Held)
-        return prep
-
-    outputs = Trainer.outputs
-
-    def watched(self: Trainer, data: Any) -> Any:
-        if isinstance(data, tuple) and isinstance(data[0], Held):
-            events.append("test")
-        return outputs(self, data)
-
-    train_trial = objective_module.train_trial
+def test_test_split_is_read_only_by_the_final_evaluation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, test_reads: list[str]
+) -> None:
+    events, train_trial = test_reads, objective_module.train_trial
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         events.append("trial")
         return train_trial(*args, **kwargs)
 
-    monkeypatch.setattr(LoadedData, "prepare", tagged)
-    monkeypatch.setattr(Trainer, "outputs", watched)
     monkeypatch.setattr(objective_module, "train_trial", counted)
     result = small(tmp_path / "run", trials=3, strategy="flat")
     assert events.count("trial") == 3 and events.count("test") == 2  # one pass per member of the 2-fold refit
