@@ -288,7 +288,12 @@ def tune(
     time: TimeOpt = None,
     group: GroupOpt = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<timestamp>-tune).")] = None,
-    trials: Annotated[int | None, typer.Option(help="Trials in all, shared by every worker (default 30).")] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            help="Trials in all, shared by every worker, exact (default 30; with --timeout, as many as time allows)."
+        ),
+    ] = None,
     timeout: Annotated[float | None, typer.Option(help="Seconds for the whole tune, refit included.")] = None,
     workers: Annotated[int, typer.Option(help="Local worker processes (one torch thread each).")] = 1,
     storage: StorageOpt = None,
