@@ -27,7 +27,8 @@ LR range that is too high), and are the best curves still improving at the last 
 longer) or getting worse after an early peak (regularize). The edge check is acted on: once a stage
 has used WIDEN_AT of its budget (trials, or time), a best point at the edge of a numeric range widens
 that range once (`widen`: log ranges 10x past the edge, linear and integer ranges by half their width,
-always within SANE bounds; categorical choices stay) and the stage's remaining trials search it.
+always within SANE bounds; categorical choices stay, and the regularization stage never grows width or
+depth, T44) and the stage's remaining trials search it.
 
 Sources: catalog T10, T22, T31, T33, T40-T44, T53; Godbole et al. 2023, "Deep Learning Tuning
 Playbook" (incremental tuning, exploration before exploitation, the post-search checks).
@@ -557,6 +558,7 @@ class StageKind:
 
     name: ClassVar[str]
     held: ClassVar[dict[str, Any]] = {}  # overrides held during this stage only
+    kept_edges: ClassVar[frozenset[tuple[str, str]]] = frozenset()  # (key, edge) pairs its edge check never widens
     from_incumbent: ClassVar[bool] = True  # its first trial is the current values of its keys
 
     def plan_space(self, space: dict[str, ParamSpec]) -> dict[str, ParamSpec]:
@@ -665,6 +667,7 @@ class Regularization(StageKind):
     """T15, T41-T44: dropout, weight decay, max-norm, augmentation, patience; the model may shrink."""
 
     name = "regularization"
+    kept_edges = frozenset((key, "upper") for key in SHRINKABLE)  # T44: never larger than the capacity winner
 
     def search_space(
         self, space: dict[str, ParamSpec], done: list[Outcome], evidence: LrEvidence

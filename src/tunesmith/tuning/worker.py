@@ -60,6 +60,7 @@ from tunesmith.tuning.playbook import (
     Criteria,
     Outcome,
     Stage,
+    StageKind,
     at_edges,
     decide,
     incumbent,
@@ -329,7 +330,7 @@ def run_worker(
         earlier = [t for s in meta.stages[:k] for t in stage_study(storage, name, s, meta).get_trials(deepcopy=False)]
         clock = StageClock.of(budget, meta.stages[k:], earlier)
         study = stage_study(storage, name, stage, meta)
-        edges = _edge_check(study, objective, meta, clock) if meta.recipe.tune.sampler != "grid" else None
+        edges = _edge_check(study, objective, meta, clock, stage.kind) if meta.recipe.tune.sampler != "grid" else None
         baseline = {**current, **carried, **stage.kind.baseline(space, evidence)}
         start = incumbent(space, baseline) if stage.kind.from_incumbent else {}
         if start and not study.get_trials(deepcopy=False):  # the stage's first trial: its baseline, then its seeds
@@ -393,7 +394,7 @@ class StageClock:
 
 
 def _edge_check(
-    study: optuna.Study, objective: Objective, meta: Meta, clock: StageClock
+    study: optuna.Study, objective: Objective, meta: Meta, clock: StageClock, kind: StageKind
 ) -> Callable[[list[FrozenTrial]], None]:
     """Once the stage has used WIDEN_AT of its budget (trials, or without a count its time), a best point at the
     edge of a numeric range widens that range (playbook.widen), once: the record goes to the stage study so that
@@ -413,7 +414,8 @@ def _edge_check(
         if not due or len(feasible) < EDGE_TRIALS:  # an edge is judged among several points, not one
             return
         best = min(feasible, key=lambda t: rank_key(t, maximize=meta.maximize))
-        hits = widen(objective.space, at_edges(objective.space, best))
+        at_edge = [h for h in at_edges(objective.space, best) if (h["key"], h["edge"]) not in kind.kept_edges]
+        hits = widen(objective.space, at_edge)
         record = {key: {**r, "after": finished[-1].number} for key, r in hits.items()}
         study.set_user_attr(WIDENED, record)
         for key, r in record.items():
