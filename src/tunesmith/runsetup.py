@@ -109,15 +109,22 @@ class RunSetup:
 
 
 class SetupCache:
-    """The setups of many recipes over one user model: each data configuration is loaded and
-    prepared once (trials that change only model or train sections share it)."""
+    """The setups of many recipes over one user model: each data configuration is loaded, and each of its
+    folds prepared, once (trials that change only model or train sections share them)."""
 
     def __init__(self, user_model: nn.Module | None = None) -> None:
         self.user_model = user_model
         self._setups: dict[str, RunSetup] = {}
+        self._folds: dict[tuple[str, int], Prepared] = {}
 
-    def get(self, recipe: Recipe) -> RunSetup:
+    def get(self, recipe: Recipe, *, fold: int = 0) -> RunSetup:
+        """`recipe`'s setup on `fold` (its recipe resolved against fold 0, as `RunSetup.for_fold` keeps it)."""
         key = recipe.data.model_dump_json(exclude={"augment"}) + f"|{recipe.train.seed}"
         if key not in self._setups:
             self._setups[key] = RunSetup.build(recipe, user_model=self.user_model)
-        return self._setups[key].with_recipe(recipe)
+        setup = self._setups[key].with_recipe(recipe)
+        if fold == 0:
+            return setup
+        if (key, fold) not in self._folds:
+            self._folds[(key, fold)] = setup.loaded.prepare(fold)
+        return replace(setup, prep=self._folds[(key, fold)], fold=fold)

@@ -198,13 +198,14 @@ class Objective:
         if self.repeats == 1:
             setup = self.setups.get(self.base.with_overrides(overrides))
             return train_trial(setup, metric=self.metric, maximize=self.maximize, callbacks=[reporter])
-        setup = self.setups.get(self.base.with_overrides({**overrides, "data.cv": self.repeats}))
-        runs = [train_trial(setup, metric=self.metric, maximize=self.maximize, callbacks=[reporter])]
+        recipe = self.base.with_overrides({**overrides, "data.cv": self.repeats})
+        runs = [train_trial(self.setups.get(recipe), metric=self.metric, maximize=self.maximize, callbacks=[reporter])]
         for k in range(1, self.repeats):
             if k >= 2 and self.deadline is not None and time.time() > self.deadline:
                 break
             timer = ReportEpochs(None, reporter.key, deadline=self.deadline, min_epochs=reporter.min_epochs)
-            runs.append(train_trial(setup.for_fold(k), metric=self.metric, maximize=self.maximize, callbacks=[timer]))
+            fold = self.setups.get(recipe, fold=k)  # each fold prepared once per study, not once per trial
+            runs.append(train_trial(fold, metric=self.metric, maximize=self.maximize, callbacks=[timer]))
         values = [r.value for r in runs]
         first = runs[0]
         return TrialRun(
