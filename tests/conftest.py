@@ -69,3 +69,14 @@ def test_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(LoadedData, "prepare", tagged)
     monkeypatch.setattr(Trainer, "outputs", watched)
     return events
+
+
+def clean_and_poisoned(folder: Path, rows: int, test_rows: int) -> None:
+    """folder/clean.npz and folder/poisoned.npz: the same development rows, and given test rows that the poisoned
+    copy scales wildly and relabels (nothing but the final evaluation may move)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(rows, 5)), rng.integers(0, 2, rows)
+    x[:, 0] += 2 * y
+    x_test, y_test = rng.normal(size=(test_rows, 5)), rng.integers(0, 2, test_rows)
+    np.savez(folder / "clean.npz", x=x, y=y, x_test=x_test, y_test=y_test)
+    np.savez(folder / "poisoned.npz", x=x, y=y, x_test=x_test * 1e3 + 50, y_test=1 - y_test)

@@ -14,6 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.conftest import clean_and_poisoned
 from tunesmith.cli import app
 from tunesmith.data import LoadedData, load_data
 from tunesmith.data.preprocess import Preprocessor
@@ -121,12 +122,7 @@ def test_the_test_split_is_read_once_per_member_after_every_member_trained(
 
 
 def test_the_test_split_moves_nothing_but_the_ensembles_test_scores(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(150, 5)), rng.integers(0, 2, 150)
-    x[:, 0] += 2 * y
-    x_test, y_test = rng.normal(size=(40, 5)), rng.integers(0, 2, 40)
-    np.savez(tmp_path / "clean.npz", x=x, y=y, x_test=x_test, y_test=y_test)
-    np.savez(tmp_path / "poisoned.npz", x=x, y=y, x_test=x_test * 1e3 + 50, y_test=1 - y_test)
+    clean_and_poisoned(tmp_path, rows=150, test_rows=40)
     runs = [
         fit(data=str(tmp_path / f"{n}.npz"), cv=3, ensemble=True, epochs=3, overrides=FAST, out=tmp_path / n,
             progress=False, report=False)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import clean_and_poisoned, run_cli
 from tunesmith import fit as _api  # noqa: F401  (the lazy API must import)
 from tunesmith.fitting import fit as ts_fit
 
@@ -66,12 +66,7 @@ def test_cv_reports_every_fold_and_mean_std(tmp_path: Path) -> None:
 
 
 def test_test_split_moves_nothing_but_the_final_evaluation(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(200, 5)), rng.integers(0, 2, 200)
-    x[:, 0] += 2 * y
-    x_test, y_test = rng.normal(size=(50, 5)), rng.integers(0, 2, 50)
-    np.savez(tmp_path / "clean.npz", x=x, y=y, x_test=x_test, y_test=y_test)
-    np.savez(tmp_path / "poisoned.npz", x=x, y=y, x_test=x_test * 1e3 + 50, y_test=1 - y_test)
+    clean_and_poisoned(tmp_path, rows=200, test_rows=50)
     runs = [
         ts_fit(data=str(tmp_path / f"{n}.npz"), epochs=5, out=tmp_path / n, progress=False)
         for n in ("clean", "poisoned")
