@@ -19,13 +19,14 @@ from sklearn.linear_model import LogisticRegressionCV, RidgeCV
 from typer.testing import CliRunner
 
 from tunesmith import baselines
-from tunesmith.baselines import ALPHAS, CS, CV, MAX_ITER, compare_line, fit_baselines, mean_baselines
+from tunesmith.baselines import compare_line, fit_baselines, mean_baselines
 from tunesmith.cli import app
 from tunesmith.data import Prepared
 from tunesmith.fitting import fit, summary_line
 from tunesmith.recipe import load_recipe, make_recipe
 from tunesmith.report import render_report
 from tunesmith.runsetup import RunSetup
+from tunesmith.train.exact import ALPHAS, CS, CV, MAX_ITER
 
 APPROX = {"rel": 1e-5, "abs": 1e-7}
 

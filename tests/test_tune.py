@@ -29,8 +29,15 @@ from tunesmith.tuning.storage import JOURNAL, open_storage
 from tunesmith.tuning.study import tune
 from tunesmith.tuning.worker import load_meta, prechecks_study
 
-# one split per trial: these tests are about the study's mechanics (noise-aware scoring: test_tune_noise.py)
-FAST = {"tune.epochs": 4, "tune.refit_folds": 2, "train.early_stopping.patience": None, "tune.folds": 1}
+# one split per trial and the network delivered: these tests are about the study's mechanics (noise-aware scoring:
+# test_tune_noise.py; the final choice between the network and the linear model: test_tune_final.py)
+FAST = {
+    "tune.epochs": 4,
+    "tune.refit_folds": 2,
+    "train.early_stopping.patience": None,
+    "tune.folds": 1,
+    "tune.final": "network",
+}
 TINY = {"tune.epochs": 2}  # where only the study's bookkeeping is under test
 
 

@@ -7,7 +7,8 @@ trains on (preprocessing fitted on those rows only; images and sequences flatten
 
 - linear: `RidgeCV` on the scaled regression targets (alpha by efficient leave-one-out) or
   `LogisticRegressionCV` (L2, C by stratified 3-fold log loss), a small grid and bounded iterations
-  so it stays cheap; skipped, with the reason recorded, when the training matrix is too large.
+  so it stays cheap (`train/exact.py`: the very model `train.solver: exact` loads into a depth-0
+  network); skipped, with the reason recorded, when the training matrix is too large.
 - constant: `DummyRegressor(strategy="mean")` or `DummyClassifier(strategy="prior")`.
 
 They are scored by `train.losses.score_outputs`, the function that scores the network: the loss on
@@ -18,22 +19,18 @@ the scale the network's loss is reported (cross-entropy; MSE of the scaled targe
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Any
 
 import numpy as np
 import torch
 
 from tunesmith.data import Prepared
+from tunesmith.train.exact import MAX_ITER, fit_quietly, linear_estimator
 from tunesmith.train.losses import default_loss, score_outputs
 from tunesmith.train.metrics import DEFAULT_FOR_TASK, METRICS
 
-__all__ = ["ALPHAS", "CS", "CV", "MAX_CELLS", "MAX_ITER", "compare_line", "fit_baselines", "mean_baselines"]
+__all__ = ["MAX_CELLS", "compare_line", "fit_baselines", "mean_baselines"]
 
-ALPHAS = tuple(10.0**k for k in range(-3, 4))  # RidgeCV: 1e-3 .. 1e3; leave-one-out costs one SVD for all of them
-CS = (0.01, 0.1, 1.0, 10.0)  # LogisticRegressionCV: 4 inverse penalties, warm-started along the path
-CV = 3  # LogisticRegressionCV folds: 3 is cheap and still says which C generalises
-MAX_ITER = 200  # lbfgs iterations per C: enough on standardized features; a cap, not a target
 MAX_CELLS = 5_000_000  # rows x features of the training matrix above which the linear fit is skipped:
 # at this size LogisticRegressionCV took 3-8 s on 2 cores (digits, 74k cells: 0.2 s); a large image set: minutes
 
@@ -53,22 +50,12 @@ def fit_baselines(prep: Prepared) -> dict[str, dict[str, Any]]:
             "of a cheap linear baseline",
         }
     else:
-        linear = _fitted(_linear(task, prep), prep, x)
+        linear = _fitted(linear_estimator(task, prep.y_train), prep, x)
     return {"linear": linear, "constant": _fitted(_constant(task), prep, x)}
 
 
 def _linear_name(task: str) -> str:
     return "LogisticRegressionCV" if task == "classification" else "RidgeCV"
-
-
-def _linear(task: str, prep: Prepared) -> Any:
-    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
-
-    if task == "regression":
-        return RidgeCV(alphas=ALPHAS)
-    counts = np.bincount(prep.y_train)
-    cv = int(min(CV, counts[counts > 0].min()))  # stratified folds need that many rows of every class
-    return LogisticRegressionCV(Cs=list(CS), cv=max(cv, 2), max_iter=MAX_ITER, scoring="neg_log_loss")
 
 
 def _constant(task: str) -> Any:
@@ -85,13 +72,10 @@ def _fitted(model: Any, prep: Prepared, x: np.ndarray) -> dict[str, Any]:
     entry: dict[str, Any] = {"model": type(model).__name__}
     if hasattr(model, "strategy"):
         entry["strategy"] = model.strategy
-    with warnings.catch_warnings(record=True) as caught:  # recorded, not shown: a baseline is no cause for alarm
-        warnings.simplefilter("ignore", FutureWarning)  # scikit-learn's changing LogisticRegressionCV defaults
-        warnings.simplefilter("always", ConvergenceWarning)
-        try:
-            model.fit(x, prep.y_train)
-        except ValueError as exc:  # e.g. a class with a single training row: no cross-validation possible
-            return {**entry, "skipped": f"{type(model).__name__} could not be fitted: {exc}"}
+    try:
+        caught = fit_quietly(model, x, prep.y_train)  # recorded, not shown: a baseline is no cause for alarm
+    except ValueError as exc:  # e.g. a class with a single training row: no cross-validation possible
+        return {**entry, "skipped": f"{type(model).__name__} could not be fitted: {exc}"}
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
         entry["note"] = f"lbfgs stopped at max_iter={MAX_ITER} before converging"
     if hasattr(model, "alpha_"):

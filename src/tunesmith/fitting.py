@@ -396,5 +396,7 @@ def summary_line(metrics: dict[str, Any]) -> str:
         mean, std = members.get(split, {}).get(name), members.get(f"{split}_std", {}).get(name)
         beside = f" (members' {split} {name} {mean:.4f} ± {std:.4f})" if mean is not None and std is not None else ""
         parts.append(f"ensemble of {members['count']} {members.get('kind', 'members')}{beside}")
+    if metrics.get("tuning", {}).get("final") == "linear":  # tune delivered the linear model (tuning/final.py)
+        parts.append("the linear model solved exactly (it matched the best network on validation, T44)")
     versus = compare_line(metrics)
     return ", ".join(parts) + (f"; {versus}" if versus else "")

@@ -132,6 +132,9 @@ class EarlyStopConfig(Section):
 
 class TrainConfig(Section):
     epochs: int = Field(30, ge=1)
+    # T44: "gradient" trains by the optimizer's mini-batch steps; "exact" solves a depth-0 network (the linear
+    # model) with scikit-learn's RidgeCV / LogisticRegressionCV in one epoch, its penalty cross-validated
+    solver: Literal["gradient", "exact"] = "gradient"
     batch_size: int | None = Field(None, ge=1)  # T07: None: 64 under 10k rows, 128 under 100k, else 256
     effective_batch_size: int | None = Field(None, ge=1)  # T33: gradient accumulation up to this size
     lr: float | None = Field(None, gt=0.0)  # T31: None: 1e-3 from scratch, 1e-5 fine-tuning, 1e-2 for sgd
@@ -358,6 +361,9 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
             "train.batch_size=1 cannot train with batch norm (model.norm=batch, the default for tables and "
             "images, T14): it normalises over the rows of a batch. Use train.batch_size >= 2, or model.norm=layer."
         )
+    depth = {"mlp": 2, "cnn": 3, "rnn": 1, "autoencoder": 2}[family] if m.depth is None else m.depth
+    if t.solver == "exact":
+        _check_exact(family, depth, facts.task, custom=m.custom)
     return recipe.model_copy(
         update={
             "data": resolve_data(
@@ -367,7 +373,7 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
                 update={
                     "family": family,
                     "width": m.width or {"mlp": 256, "cnn": 32, "rnn": 64, "autoencoder": 128}[family],
-                    "depth": {"mlp": 2, "cnn": 3, "rnn": 1, "autoencoder": 2}[family] if m.depth is None else m.depth,
+                    "depth": depth,
                     "norm": norm,
                     "init": m.init if m.init != "auto" else _init_for(m.activation),
                     "code_size": m.code_size or max(2, math.prod(facts.input_shape) // 4),
@@ -375,6 +381,7 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
             ),
             "train": t.model_copy(
                 update={
+                    "epochs": 1 if t.solver == "exact" else t.epochs,  # solved in one step: no second epoch
                     "optimizer": optimizer,
                     "lr": t.lr or default_lr,
                     "batch_size": batch_size,
@@ -382,6 +389,21 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
                 }
             ),
         }
+    )
+
+
+def _check_exact(family: str, depth: int, task: str, *, custom: str | None) -> None:
+    """train.solver=exact solves the linear model: a built-in family at depth 0, on classes or numbers."""
+    if custom is None and family != "autoencoder" and depth == 0 and task in ("classification", "regression"):
+        return
+    what = (
+        f"a custom model ({custom})"
+        if custom is not None
+        else f"{task} with model.family={family}, model.depth={depth}"
+    )
+    raise BadInput(
+        f"train.solver=exact solves the linear model (T44): model.depth=0 with family mlp, cnn or rnn, for "
+        f"classification or regression; this recipe has {what}. Set model.depth=0, or train.solver=gradient."
     )
 
 

@@ -123,6 +123,9 @@ class TuneConfig(Section):
     # final refit: k-fold on train+val for mean +/- std; 5 folds train each model on 4/5 of it, as many rows as a
     # trial had with the default val_size 0.2 (3 folds would refit on fewer rows than the search used)
     refit_folds: int = Field(5, ge=2)
+    # what the refit delivers: "best" the better on validation of the best network and the linear model solved
+    # exactly (T44; a tie goes to the linear model); "network" the best network always (e.g. to fine-tune it later)
+    final: Literal["best", "network"] = "best"
     grid_points: int = Field(3, ge=2)  # grid sampler: values per float/int range
     heartbeat_interval: int = Field(5, ge=1)  # seconds between a running trial's heartbeats
     grace_period: int = Field(20, ge=2)  # a trial silent this long is stale: failed and requeued

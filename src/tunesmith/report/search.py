@@ -249,6 +249,12 @@ class TuningStages:
                     evidence,
                 ]
             )
+        final = Tuning.of(run).doc.get("final")  # the best network or the linear model (tuning/final.py)
+        if final:
+            linear = final.get("linear", {})
+            rows.append(
+                ["final", "", linear.get("value"), final["chosen"], final.get("reason", final.get("skipped", "")), ""]
+            )
         refit = Tuning.of(run).doc.get("refit")  # the final model's epochs, and why (playbook.refit_epochs)
         if refit:
             rows.append(["refit", "", "", f"train.epochs={refit['epochs']}", refit["reason"], ""])

@@ -39,6 +39,7 @@ TRICK_NAMES = {
     "T42": "max-norm constraint",
     "T43": "early stopping",
     "T40": "overfit first, then trade off",
+    "T44": "smaller model as regularizer",
     "T50": "strict seeds",
     "T51": "cross-validation designed for the data",
     "T52": "hyperparameter search",
@@ -89,6 +90,7 @@ RECIPE_TRICKS = {
     "model.sparsity": "T20",
     "model.denoise": "T20",
     "model.pretrained": "T31",
+    "train.solver": "T44",
     "train.batch_size": "T07",
     "train.effective_batch_size": "T33",
     "train.lr": "T31",
@@ -117,6 +119,7 @@ RECIPE_TRICKS = {
     "tune.fit_loss": "T40",
     "tune.refit_folds": "T51",
     "tune.folds": "T51",
+    "tune.final": "T44",
 }
 
 

@@ -25,6 +25,7 @@ from tunesmith.errors import BadInput, TrainingDiverged
 from tunesmith.recipe import TrainConfig
 from tunesmith.repro import torch_threads
 from tunesmith.train.callbacks import EVENTS, Callback, EarlyStopping, overrides, restore, snapshot
+from tunesmith.train.exact import solve_linear
 from tunesmith.train.losses import LossFn, default_loss, score_outputs
 from tunesmith.train.optim import Schedule, make_optimizer, max_norm_, weight_penalty
 
@@ -187,13 +188,16 @@ class Trainer:
             cb.on_epoch_start(self, epoch)
         lr = self.optimizer.param_groups[0]["lr"]
         self.model.train()
-        total = torch.zeros((), device=self.device)  # summed on the device: no host sync per step
-        for step, (xb, yb) in enumerate(batches):
-            loss = self.train_step(xb, yb, last=step + 1 == n_batches)
-            total += loss
-            for cb in events["batch_end"]:
-                cb.on_batch_end(self, step, loss)
-        train_loss = (total / n_batches).item()  # host sync, once per epoch
+        if self.cfg.solver == "exact":
+            train_loss = self._solve(batches)
+        else:
+            total = torch.zeros((), device=self.device)  # summed on the device: no host sync per step
+            for step, (xb, yb) in enumerate(batches):
+                loss = self.train_step(xb, yb, last=step + 1 == n_batches)
+                total += loss
+                for cb in events["batch_end"]:
+                    cb.on_batch_end(self, step, loss)
+            train_loss = (total / n_batches).item()  # host sync, once per epoch
         row: dict[str, float] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss}
         if val is not None:
             metrics = self.evaluate(val)
@@ -211,6 +215,18 @@ class Trainer:
         self.schedule.epoch_end(row.get("val_loss", train_loss))
         for cb in events["epoch_end"]:
             cb.on_epoch_end(self, row)
+
+    def _solve(self, batches: Batches) -> float:
+        """train.solver=exact: the depth-0 network's weights solved on every training row at once (train/exact.py);
+        the epoch's train loss is the solved model's loss on those rows. One epoch says all: training stops."""
+        if not isinstance(batches, TensorBatches):
+            raise BadInput(
+                "train.solver=exact solves on in-memory arrays (x, y); it cannot read a Dataset or DataLoader. "
+                "Pass arrays, or use train.solver=gradient."
+            )
+        solve_linear(self.model, batches.x.cpu().numpy(), batches.y.cpu().numpy(), task=self.task)
+        self.should_stop = True
+        return self.evaluate((batches.x, batches.y))["loss"]
 
     # ---- the step: fit's epoch loop drives it, and so can anyone (the LR range test, the doctor) ----
     def start(self, steps_per_epoch: int, *, optimizer: torch.optim.Optimizer | None = None) -> None:

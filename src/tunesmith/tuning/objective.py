@@ -41,6 +41,7 @@ __all__ = [
     "TrialRun",
     "budget_used",
     "chance_loss",
+    "score_recipe",
     "train_trial",
 ]
 
@@ -117,6 +118,40 @@ def train_trial(setup: RunSetup, *, metric: str, maximize: bool, callbacks: list
     return TrialRun(trainer.history, curve[best], best + 1, n_params, curve)
 
 
+def score_recipe(
+    setups: SetupCache,
+    recipe: Recipe,
+    *,
+    metric: str,
+    maximize: bool,
+    repeats: int,
+    reporter: ReportEpochs,
+    seed: int | None = None,
+) -> TrialRun:
+    """A recipe's score as every trial is scored: on the validation split, or (noise-aware) on `repeats`
+    cross-validation folds over train+val, the first fold reporting its epochs to `reporter` (the pruner); the
+    score is then the folds' mean, their scores in `fold_values`. Past the reporter's deadline the folds still to
+    come are skipped (at least two are scored: one gives no standard error). `seed`: train with this seed on the
+    same rows (train.seed also seeds the split: the recipe's split is kept)."""
+
+    def setup(recipe: Recipe, fold: int = 0) -> RunSetup:
+        found = setups.get(recipe, fold=fold)  # each fold prepared once per study, not once per trial
+        return found if seed is None else found.with_overrides({"train.seed": seed})
+
+    if repeats == 1:
+        return train_trial(setup(recipe), metric=metric, maximize=maximize, callbacks=[reporter])
+    recipe = recipe.with_overrides({"data.cv": repeats})
+    runs = [train_trial(setup(recipe), metric=metric, maximize=maximize, callbacks=[reporter])]
+    for k in range(1, repeats):
+        if k >= 2 and reporter.deadline is not None and time.time() > reporter.deadline:
+            break
+        timer = ReportEpochs(None, reporter.key, deadline=reporter.deadline, min_epochs=reporter.min_epochs)
+        runs.append(train_trial(setup(recipe, k), metric=metric, maximize=maximize, callbacks=[timer]))
+    values = [r.value for r in runs]
+    first = runs[0]
+    return TrialRun(first.history, float(np.mean(values)), first.best_epoch, first.n_params, first.curve, values)
+
+
 class Surplus(Exception):
     """A trial asked for after the stage's budget was used up by other workers (a race): dropped, not run."""
 
@@ -191,30 +226,9 @@ class Objective:
         return run.value
 
     def _train(self, overrides: dict[str, Any], reporter: ReportEpochs) -> TrialRun:
-        """The trial's run: on the validation split, or (noise-aware) on `repeats` cross-validation folds over
-        train+val, the first fold reporting its epochs to the pruner; the score is then the folds' mean, and the
-        standard error of that mean goes to the trial (`fold_values`, `se`). Past the deadline the folds still to
-        come are skipped (at least two are scored: one gives no standard error)."""
-        if self.repeats == 1:
-            setup = self.setups.get(self.base.with_overrides(overrides))
-            return train_trial(setup, metric=self.metric, maximize=self.maximize, callbacks=[reporter])
-        recipe = self.base.with_overrides({**overrides, "data.cv": self.repeats})
-        runs = [train_trial(self.setups.get(recipe), metric=self.metric, maximize=self.maximize, callbacks=[reporter])]
-        for k in range(1, self.repeats):
-            if k >= 2 and self.deadline is not None and time.time() > self.deadline:
-                break
-            timer = ReportEpochs(None, reporter.key, deadline=self.deadline, min_epochs=reporter.min_epochs)
-            fold = self.setups.get(recipe, fold=k)  # each fold prepared once per study, not once per trial
-            runs.append(train_trial(fold, metric=self.metric, maximize=self.maximize, callbacks=[timer]))
-        values = [r.value for r in runs]
-        first = runs[0]
-        return TrialRun(
-            first.history,
-            float(np.mean(values)),
-            first.best_epoch,
-            first.n_params,
-            first.curve,
-            fold_values=values,
+        recipe = self.base.with_overrides(overrides)
+        return score_recipe(
+            self.setups, recipe, metric=self.metric, maximize=self.maximize, repeats=self.repeats, reporter=reporter
         )
 
     def _repeat(self, trial: optuna.Trial, twin: FrozenTrial) -> float:

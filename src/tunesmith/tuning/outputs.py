@@ -55,6 +55,7 @@ class Trials:
     def __init__(self, storage: BaseStorage, name: str, meta: Meta) -> None:
         self.meta = meta
         self.epoch_cap: int | None = None  # the refit's epochs allowed by the time left (--timeout)
+        self.final: tuple[Recipe, dict[str, Any]] | None = None  # final.choose_final: the refit's recipe, and why
         self.rows: list[tuple[int, str, FrozenTrial]] = []  # (global number, stage, trial)
         for stage in meta.stages:
             for trial in stage_study(storage, name, stage, meta).get_trials(deepcopy=False):
@@ -73,7 +74,14 @@ class Trials:
         return ranked[0] if ranked else None
 
     def best_recipe(self) -> Recipe | None:
-        """The best trial's recipe with the refit's epochs: what the final model is trained with."""
+        """What the final model is trained with: the final choice's recipe once made, else the best trial's
+        recipe with the refit's epochs."""
+        if self.final is not None:
+            return self.final[0]
+        return self.network_recipe()
+
+    def network_recipe(self) -> Recipe | None:
+        """The best trial's recipe with the refit's epochs."""
         best = self.best()
         if best is None:
             return None
@@ -104,6 +112,9 @@ def tuning_json(trials: Trials) -> dict[str, Any]:
     meta = trials.meta
     best = trials.best()
     plan = None if best is None else refit_epochs(best[2], maximize=meta.maximize, most=trials.epoch_cap)
+    final = None if trials.final is None else trials.final[1]
+    if final is not None and final["chosen"] == "linear":
+        plan = (1, "the linear model is solved exactly (train.solver=exact): one step, no epochs to choose")
     curves = {str(n): [v for _, v in sorted(t.intermediate_values.items())] for n, _, t in trials.feasible()[:CURVES]}
     return {
         "direction": "maximize" if meta.maximize else "minimize",
@@ -120,6 +131,7 @@ def tuning_json(trials: Trials) -> dict[str, Any]:
             "params": {k: v for k, v in best[2].user_attrs["overrides"].items() if k in meta.space},
         },
         "curves": curves,
+        "final": final,
         "refit": None if plan is None else {"epochs": plan[0], "reason": plan[1]},
     }
 

@@ -48,6 +48,7 @@ from tunesmith.run import RunDir, default_run_dir, write_json
 from tunesmith.runsetup import RunSetup, SetupCache
 from tunesmith.train.metrics import pick_metric
 from tunesmith.tuneconfig import TuneConfig
+from tunesmith.tuning.final import FRESH_SEEDS, choose_final
 from tunesmith.tuning.objective import chance_loss
 from tunesmith.tuning.outputs import Trials, collect, refit, write_outputs
 from tunesmith.tuning.playbook import LONGER, Criteria, plan_stages
@@ -158,6 +159,7 @@ def tune(
             refit_folds=folds,
             refit_epochs=meta.recipe.tune.epochs,
             until_spent=session.trials is None,
+            check_runs=FRESH_SEEDS * meta.judge.repeats if meta.recipe.tune.final == "best" else 0,
         )
     )
     where = redact(storage) if storage else str(run.path / JOURNAL)
@@ -169,6 +171,9 @@ def tune(
     trials_ = collect(store, name, meta)
     if budget is not None and done:
         trials_.epoch_cap = _refit_epoch_cap(budget, trials_)
+    network, best_row = trials_.network_recipe(), trials_.best()
+    if done and network is not None and best_row is not None:
+        trials_.final = choose_final(network, best_row[2], meta, setups)
     tuning = write_outputs(run.path, trials_)
     table = pd.read_csv(run.path / "trials.csv")
     if not done:
@@ -183,12 +188,12 @@ def tune(
     log.info("  %d epochs: %s", best.train.epochs, tuning["refit"]["reason"])
     refit_started = time.time()
     result = refit(best, run.path, folds=folds, progress=progress, setups=setups)
-    best_row = trials_.best()
     spent = _time_spent(tuning, refit=time.time() - refit_started, total=time.time() - started, timeout=timeout)
     summary = {
         "study": name,
         "trials": len(trials_.rows),
         "best_trial": best_row[0] if best_row else None,
+        "final": tuning["final"]["chosen"] if tuning.get("final") else "network",  # final.choose_final
         "seconds": spent,
     }
     metrics = {**result.metrics, "seconds": round(time.time() - started, 3), "tuning": summary}

@@ -108,6 +108,7 @@ class TimeBudget:
     end: wall-clock time (time.time()) by which the search, the refit and the test are done.
     refit_folds, refit_epochs: the refit that follows the search (none for a `tunesmith worker`), priced once an
         epoch's cost is measured.
+    check_runs: trainings of the best network before the refit (final.choose_final's fresh seeds), priced as folds.
     until_spent: stages run trials until their share of the time is spent (no exact --trials).
     """
 
@@ -116,19 +117,22 @@ class TimeBudget:
     refit_folds: int = 0
     refit_epochs: int = 0
     until_spent: bool = False
+    check_runs: int = 0
 
     def finish(self) -> float:
         """Seconds kept after the refit: the test evaluation and the run directory."""
         return max(1.0, FINISH * (self.end - self.start)) if self.refit_folds else 0.0
 
     def refit_seconds(self, epoch_seconds: float, epochs: int) -> float:
-        """The refit's price: every fold's epochs at the measured cost, plus its fixed cost, padded."""
-        return self.refit_folds * (epochs * epoch_seconds + FOLD_SECONDS) * REFIT_SAFETY
+        """The refit's price: every fold's epochs at the measured cost, plus its fixed cost, padded (the final
+        choice's trainings priced alike)."""
+        return (self.refit_folds + self.check_runs) * (epochs * epoch_seconds + FOLD_SECONDS) * REFIT_SAFETY
 
     def epochs_left(self, epoch_seconds: float) -> int:
         """The refit's epochs that the time left allows (at least 1)."""
         left = self.end - time.time() - self.finish() - self.refit_seconds(0.0, 0)
-        return max(1, int(left / max(self.refit_folds * epoch_seconds * REFIT_SAFETY, 1e-9)))
+        runs = self.refit_folds + self.check_runs
+        return max(1, int(left / max(runs * epoch_seconds * REFIT_SAFETY, 1e-9)))
 
     def search_end(self, epoch_seconds: float | None) -> float:
         """The search's deadline: SEARCH_SHARE of the time until an epoch's cost is known, then all but the refit's
