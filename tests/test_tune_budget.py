@@ -24,6 +24,9 @@ def test_the_search_ends_where_the_priced_refit_still_fits() -> None:
     assert budget.search_end(0.1) == pytest.approx(1100 - budget.finish() - refit)
     assert budget.search_end(10.0) == 1000.0  # a refit dearer than the budget leaves the search nothing
     assert TimeBudget(start=0.0, end=50.0).search_end(None) == 50.0  # a worker's --timeout: no refit follows
+    # the final choice retrains the best network (2 seeds x 5 folds): priced like folds of the refit
+    checked = TimeBudget(start=1000.0, end=1100.0, refit_folds=5, refit_epochs=20, until_spent=True, check_runs=10)
+    assert checked.search_end(0.1) == pytest.approx(1100 - checked.finish() - 3 * refit)
 
 
 def test_the_epoch_cost_is_a_median_of_trials_that_trained() -> None:

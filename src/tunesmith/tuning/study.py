@@ -172,8 +172,10 @@ def tune(
     if budget is not None and done:
         trials_.epoch_cap = _refit_epoch_cap(budget, trials_)
     network, best_row = trials_.network_recipe(), trials_.best()
+    choosing = time.time()
     if done and network is not None and best_row is not None:
         trials_.final = choose_final(network, best_row[2], meta, setups)
+    final_seconds = time.time() - choosing
     tuning = write_outputs(run.path, trials_)
     table = pd.read_csv(run.path / "trials.csv")
     if not done:
@@ -188,7 +190,9 @@ def tune(
     log.info("  %d epochs: %s", best.train.epochs, tuning["refit"]["reason"])
     refit_started = time.time()
     result = refit(best, run.path, folds=folds, progress=progress, setups=setups)
-    spent = _time_spent(tuning, refit=time.time() - refit_started, total=time.time() - started, timeout=timeout)
+    spent = _time_spent(
+        tuning, final=final_seconds, refit=time.time() - refit_started, total=time.time() - started, timeout=timeout
+    )
     summary = {
         "study": name,
         "trials": len(trials_.rows),
@@ -223,13 +227,21 @@ def _refit_epoch_cap(budget: TimeBudget, trials: Trials) -> int | None:
     return max(allowed, peak)
 
 
-def _time_spent(tuning: dict[str, Any], *, refit: float, total: float, timeout: float | None) -> dict[str, Any]:
+def _time_spent(
+    tuning: dict[str, Any], *, final: float, refit: float, total: float, timeout: float | None
+) -> dict[str, Any]:
     """Where the time went, per stage, for metrics.json and the log (with the timeout it was planned for)."""
     stages = {s["name"]: s["seconds"] for s in tuning["stages"]}
-    spent = {"timeout": timeout, "stages": stages, "refit": round(refit, 3), "total": round(total, 3)}
+    spent = {
+        "timeout": timeout,
+        "stages": stages,
+        "final": round(final, 3),
+        "refit": round(refit, 3),
+        "total": round(total, 3),
+    }
     parts = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in stages.items())
     of = f" of {timeout:.0f}" if timeout is not None else ""
-    log.info("time spent: %s, refit %.0f s; %.0f s%s in all", parts, refit, total, of)
+    log.info("time spent: %s, final choice %.0f s, refit %.0f s; %.0f s%s in all", parts, final, refit, total, of)
     return spent
 
 
