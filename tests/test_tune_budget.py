@@ -66,7 +66,9 @@ def test_a_timeout_without_trials_is_spent_on_more_trials(tmp_path: Path) -> Non
     """Cheap trials (iris, 2 epochs): the stage keeps sampling until its time is spent, so more time, more trials."""
     counts = {}
     for timeout in (6.0, 18.0):
-        result = small(tmp_path / f"t{timeout:.0f}", strategy="flat", timeout=timeout, overrides=TINY)
+        # one torch thread: two threads stall each other's steps when other work shares the cores
+        overrides = {**TINY, "train.threads": 1}
+        result = small(tmp_path / f"t{timeout:.0f}", strategy="flat", timeout=timeout, overrides=overrides)
         assert result.complete
         counts[timeout] = len(result.trials)
     assert counts[18.0] > 1.5 * counts[6.0] and counts[6.0] >= 5, counts
