@@ -152,6 +152,11 @@ def test_capacity_winner_must_fit_and_shrinks_later() -> None:
     shrunk = reg.kind.search_space(reg.space, [out], {})
     assert shrunk["model.width"].high == 64 and shrunk["model.depth"].high == 2  # T44: never larger
     assert reg.kind.search_space(reg.space, [], {}) == reg.space  # no capacity winner: nothing to shrink below
+    # a regularization winner at the capacity winner's size is at the shrunk range's upper edge: evidence, no advice
+    at_top = [_trial(0, 0.91, {"model.width": 64, "model.depth": 2, "model.dropout": 0.2})]
+    kept = decide(reg, shrunk, at_top, Criteria(maximize=True, fit_below=0.1, epochs=10))
+    assert {h["key"] for h in kept.evidence["boundary"]} == {"model.width", "model.depth"}
+    assert "widen" not in kept.decision
 
 
 def test_boundary_and_divergence_checks() -> None:

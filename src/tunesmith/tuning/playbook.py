@@ -312,7 +312,9 @@ def decide(
     """Pick the stage's winner and run the playbook's checks; `label` numbers trials in the evidence."""
     feasible = [t for t in trials if t.state == TrialState.COMPLETE and "diverged" not in t.user_attrs]
     ranked = sorted(feasible, key=lambda t: rank_key(t, maximize=judge.maximize))
-    evidence = stage.evidence | checks(space, trials, ranked, maximize=judge.maximize, epochs=judge.epochs, label=label)
+    evidence = stage.evidence | checks(
+        space, trials, ranked, maximize=judge.maximize, epochs=judge.epochs, label=label, kept=stage.kind.kept_edges
+    )
     if not ranked:
         return Outcome(stage.name, space, None, {}, _none_finished(stage, evidence), evidence)
     best, lead = stage.kind.pick(ranked, judge, evidence, label)
@@ -430,8 +432,11 @@ def checks(
     maximize: bool,
     epochs: int,
     label: Callable[[FrozenTrial], int],
+    kept: frozenset[tuple[str, str]] = frozenset(),
 ) -> dict[str, Any]:
-    """The Tuning Playbook's post-stage checks: boundary, divergence share, curve shape of the best trials."""
+    """The Tuning Playbook's post-stage checks: boundary, divergence share, curve shape of the best trials.
+    `kept`: (key, edge) pairs the stage never widens (T44: the regularization stage only shrinks the model), so
+    a best point there is evidence, not advice."""
     finished = [t for t in trials if t.state.is_finished() and not t.user_attrs.get("surplus")]
     diverged = [t for t in finished if "diverged" in t.user_attrs]
     share = len(diverged) / len(finished) if finished else 0.0
@@ -447,7 +452,7 @@ def checks(
         "warnings": [],
     }
     warnings = evidence["warnings"]
-    for hit in evidence["boundary"]:
+    for hit in (h for h in evidence["boundary"] if (h["key"], h["edge"]) not in kept):
         where = f"best {hit['key']}={_fmt(hit['value'])} is at the {hit['edge']} edge"
         warnings.append(f"{where}: widen the range and rerun")
     if share > MANY_DIVERGED:

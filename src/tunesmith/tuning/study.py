@@ -369,11 +369,18 @@ def plan_lines(meta: Meta, *, storage: str, study: str, workers: int, budget: Ti
         count = f"{s.share:.0%} of the search time" if until_spent else f"{s.trials} trials"
         lines.append(f"  {k}. {s.name}: {count}, {how}{note}: {keys}")
         lines += [f"     {line}" for line in notes]
+    step = len(meta.stages) + 1
+    if cfg.final == "best":
+        lines.append(
+            f"  {step}. final choice (T44): the best network, retrained on {FRESH_SEEDS} fresh seeds, against the "
+            "linear model solved exactly; within one standard error the linear model wins"
+        )
+        step += 1
     lines.append(
-        f"  {len(meta.stages) + 1}. refit the best recipe: {cfg.refit_folds}-fold CV on train+val, mean ± std "
+        f"  {step}. refit the chosen recipe: {cfg.refit_folds}-fold CV on train+val, their ensemble the final model "
         f"({LONGER}x the epochs if it was still improving at its last)"
     )
-    lines.append(f"  {len(meta.stages) + 2}. test: one evaluation of the refit models on the held-out test split")
+    lines.append(f"  {step + 1}. test: one evaluation of the final model on the held-out test split")
     lines.append(f"  pruning ({cfg.pruner}): {rungs(cfg.pruner, epochs=cfg.epochs)}")
     if meta.judge.repeats > 1:
         lines.append(
@@ -384,11 +391,15 @@ def plan_lines(meta: Meta, *, storage: str, study: str, workers: int, budget: Ti
         timeout = budget.end - budget.start
         lines.append(
             f"  time: {timeout:.0f} s to metrics.json; the search ends when the refit ({budget.refit_folds} folds x "
-            f"{budget.refit_epochs} epochs, priced from the trials' measured seconds per epoch) still fits "
-            f"({SEARCH_SHARE:.0%}, {timeout * SEARCH_SHARE:.0f} s, until a trial has run); the refit trains the epochs "
-            "the time left allows"
+            f"{budget.refit_epochs} epochs{_checks(budget)}, priced from the trials' measured seconds per epoch) still "
+            f"fits ({SEARCH_SHARE:.0%}, {timeout * SEARCH_SHARE:.0f} s, until a trial has run); the refit trains the "
+            "epochs the time left allows"
         )
     return lines
+
+
+def _checks(budget: TimeBudget) -> str:
+    return f", and the final choice's {budget.check_runs} trainings" if budget.check_runs else ""
 
 
 def _range(key: str, spec: Any) -> str:
