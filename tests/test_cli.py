@@ -99,7 +99,7 @@ def test_fewer_rows_than_folds(tmp_path: Path) -> None:
 
 def test_image_folder_without_images(tmp_path: Path) -> None:
     (tmp_path / "imgs" / "cat").mkdir(parents=True)
-    (tmp_path / "imgs" / "cat" / "notes.txt").write_text("no images here")
+    (tmp_path / "imgs" / "cat" / "notes.md").write_text("no images here")  # a .txt would make a text folder
     bad(tmp_path, "--data", str(tmp_path / "imgs"), expect="holds no images")
 
 

@@ -99,7 +99,9 @@ def _load_member(run: RunDir, recipe: Recipe, where: Path) -> Member:
         shape = tuple(pre.state["shape"])
     except (ValueError, KeyError) as exc:  # json.JSONDecodeError is a ValueError
         raise BadInput(f"{preprocess} is not valid preprocessing state ({exc}). Train the run again.") from None
-    model = build_model(recipe.model, kind=recipe.data.kind, input_shape=shape, n_outputs=pre.n_outputs)
+    model = build_model(
+        recipe.model, kind=recipe.data.kind, input_shape=shape, n_outputs=pre.n_outputs, vocab_size=pre.vocab_size
+    )
     try:
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     except Exception as exc:  # torch raises many types for corrupt archives and mismatched weights
@@ -138,6 +140,8 @@ def predict(
         features = ColumnPlan.recorded(loaded.recipe.data).apply(features.rename(columns=str))
     if pre.state["kind"] == "tabular":
         checked: pd.DataFrame | np.ndarray = _check_table(features, loaded, source=source)
+    elif pre.state["kind"] == "text":
+        checked = _check_text(features, loaded, source=source)
     else:
         checked = _check_array(features, pre)
     target = resolve_device(device)
@@ -165,8 +169,9 @@ def forward(model: nn.Module, x: np.ndarray, *, batch_size: int = BATCH) -> np.n
         raise BadInput("The data hold no rows to predict.")
     model.eval()
     weight = next(model.parameters())
+    dtype = weight.dtype if np.issubdtype(x.dtype, np.floating) else None  # token ids stay integers
     outs = [
-        model(torch.from_numpy(x[i : i + batch_size]).to(weight.device, weight.dtype)).cpu().numpy()  # host sync
+        model(torch.from_numpy(x[i : i + batch_size]).to(weight.device, dtype)).cpu().numpy()  # host sync
         for i in range(0, len(x), batch_size)
     ]
     return np.concatenate(outs)
@@ -271,6 +276,24 @@ def _as_numbers(col: pd.Series, name: str, source: str) -> pd.Series:
             f"({int(bad.sum())} such value(s)). Fix or blank those cells (blanks are imputed)."
         )
     return numbers
+
+
+def _check_text(features: pd.DataFrame | np.ndarray, run: LoadedRun, *, source: str) -> np.ndarray:
+    """Text runs: the raw strings of the training text column (or of a 1-D array of strings), as objects."""
+    column = run.recipe.data.text or "text"
+    if isinstance(features, pd.DataFrame):
+        if column not in features.columns:
+            guess = closest(column, [str(c) for c in features.columns])
+            hint = f" Is {guess!r} the column {column!r} renamed?" if guess else ""
+            raise BadInput(
+                f"The text column {column!r} is missing from {source}: the model reads it (tokenized with the run's "
+                f"tokenizer.json).{hint} Columns: {', '.join(map(str, features.columns))}."
+            )
+        return features[column].fillna("").astype(str).to_numpy(dtype=object)
+    x = np.asarray(features, dtype=object)
+    if x.ndim != 1:
+        raise BadInput(f"'x' in {source} has shape {x.shape}; this text run expects (rows,) strings.")
+    return x.astype(str).astype(object)
 
 
 def _check_array(features: pd.DataFrame | np.ndarray, pre: Preprocessor) -> np.ndarray:
