@@ -32,15 +32,15 @@ TOPICS = {
 COMMON = "the a of and to in is it that was for on with as this at by from"
 
 
-def topical(n: int, seed: int = 0, topic_share: float = 0.3) -> pd.DataFrame:
-    """n short texts in 3 topics: common words, and a `topic_share` of words drawn from the row's topic."""
+def topical(n: int, seed: int = 0, topic_share: float = 0.3, min_words: int = 4) -> pd.DataFrame:
+    """n texts of min_words..39 words in 3 topics: common words, and a `topic_share` of the row's topic words."""
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
         label = list(TOPICS)[i % 3]
         words = [
             rng.choice(TOPICS[label].split()) if rng.random() < topic_share else rng.choice(COMMON.split())
-            for _ in range(rng.integers(4, 40))
+            for _ in range(rng.integers(min_words, 40))
         ]
         rows.append({"body": " ".join(words), "label": label})
     return pd.DataFrame(rows)

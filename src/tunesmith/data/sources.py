@@ -169,7 +169,12 @@ def _table(path: Path, cfg: DataConfig) -> RawData:
     if cfg.text is not None:
         return _text_table(path, features, y, cfg.text, named=True, time=time, groups=groups, notes=notes)
     plan = plan_columns(features, source=str(path), numbers=cfg.numbers, dates=cfg.dates, time=cfg.time)
-    if plan.text:
+    if plan.text and cfg.kind == "tabular":  # asked for: the text stays a category (doctor: text_as_category)
+        notes.append(
+            f"Column(s) {', '.join(map(repr, plan.text))} of {path} hold free text but data.kind is tabular: "
+            "one-hot encoded as categories. Drop data.kind to train on the text (docs/text.md)."
+        )
+    elif plan.text:
         if len(plan.text) > 1:
             raise BadInput(
                 f"{path} holds several free-text columns ({', '.join(map(repr, plan.text))}): a text run learns "
@@ -178,6 +183,11 @@ def _table(path: Path, cfg: DataConfig) -> RawData:
             )
         features = features.drop(columns=plan.empty)
         return _text_table(path, features, y, plan.text[0], named=False, time=time, groups=groups, notes=notes)
+    elif cfg.kind == "text":
+        raise BadInput(
+            f"data.kind is 'text' but no column of {path} holds free text (mostly distinct, multi-word strings). "
+            "Name the text column with --text COL."
+        )
     if len(plan.empty) == features.shape[1]:
         raise BadInput(
             f"Every feature column of {path} has no values ({', '.join(map(repr, plan.empty))}): there is "
