@@ -280,3 +280,19 @@ def test_a_text_folder_fits_with_one_folder_per_class(tmp_path: Path) -> None:
     loaded = load_data(DataConfig(source=str(_text_folder(tmp_path, files))), seed=0)
     assert loaded.kind == "text" and loaded.classes == ["food", "sport", "tech"]
     assert loaded.notes["rows"] == 90 and any("1 of 91" in note for note in loaded.notes["inferred"])
+
+
+def test_tune_chooses_among_the_text_families_and_embedding_sizes() -> None:
+    from tunesmith.tuning.space import ambiguous_kind, default_space
+
+    facts = DataFacts(task="classification", kind="text", n_train=500, input_shape=(64,), n_outputs=3, vocab_size=900)
+    evidence = ambiguous_kind(Recipe(), facts)
+    space = default_space(resolve(Recipe(), facts), facts, ambiguous=evidence is not None)
+    assert space["model.family"].choices == ["bag", "cnn", "rnn", "transformer"]
+    assert space["model.embed_dim"].choices == [64, 128, 256] and space["model.depth"].low == 0
+    assert ambiguous_kind(Recipe(model={"family": "rnn"}), facts) is None  # the user's family is kept
+
+
+def test_the_linear_baseline_of_a_text_run_is_tfidf_logistic_regression(text_run: Path) -> None:
+    linear = json.loads((text_run / "run" / "metrics.json").read_text())["baselines"]["linear"]
+    assert linear["model"] == "TF-IDF + LogisticRegressionCV" and linear["val"]["accuracy"] > 0.8
