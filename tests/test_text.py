@@ -296,3 +296,10 @@ def test_tune_chooses_among_the_text_families_and_embedding_sizes() -> None:
 def test_the_linear_baseline_of_a_text_run_is_tfidf_logistic_regression(text_run: Path) -> None:
     linear = json.loads((text_run / "run" / "metrics.json").read_text())["baselines"]["linear"]
     assert linear["model"] == "TF-IDF + LogisticRegressionCV" and linear["val"]["accuracy"] > 0.8
+
+
+def test_the_report_shows_the_token_length_histogram_with_max_length(text_run: Path) -> None:
+    page = (text_run / "run" / "report.html").read_text()
+    state = json.loads((text_run / "run" / "preprocess.json").read_text())
+    assert "Text: token lengths and the tokenizer" in page and "truncated (training rows)" in page
+    assert f"<dd>{state['max_length']}</dd>" in page
