@@ -73,6 +73,12 @@ def test_a_text_table_loads_as_text_and_says_so(tmp_path: Path) -> None:
     assert prep.facts.vocab_size == prep.preprocessor.vocab_size > 30
 
 
+def test_a_jsonl_file_with_a_text_field_loads_as_text(tmp_path: Path) -> None:
+    topical(60).to_json(tmp_path / "t.jsonl", orient="records", lines=True)
+    loaded = load_data(DataConfig(source=str(tmp_path / "t.jsonl"), target="label"), seed=0)
+    assert loaded.kind == "text" and loaded.cfg.text == "body" and loaded.notes["rows"] == 60
+
+
 # ---- tokenizer: training rows only ----------------------------------------------------------------------
 def test_the_tokenizer_is_fitted_on_training_rows_only(tmp_path: Path) -> None:
     """New words planted in the test rows change nothing but the final test evaluation."""

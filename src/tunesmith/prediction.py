@@ -32,7 +32,7 @@ from torch import nn
 
 from tunesmith.data.columns import ColumnPlan
 from tunesmith.data.preprocess import Preprocessor
-from tunesmith.data.sources import read_table
+from tunesmith.data.sources import TABLE_SUFFIXES, read_table
 from tunesmith.ensemble import Member, average, member_prediction
 from tunesmith.errors import BadInput, closest, must_be
 from tunesmith.models import build_model
@@ -45,7 +45,6 @@ __all__ = ["OUTPUT_SUFFIXES", "LoadedRun", "forward", "load_run", "output_format
 log = logging.getLogger("tunesmith")
 
 OUTPUT_SUFFIXES = (".csv", ".parquet", ".npz")
-TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 BATCH = 8192  # rows per forward pass: large enough to amortise the call, small enough for any RAM
 
 
@@ -217,7 +216,7 @@ def _read(path: str | Path) -> pd.DataFrame | np.ndarray:
             )
         return arrays["x"]
     if suffix not in TABLE_SUFFIXES:
-        raise BadInput(f"Data file {path} has an unknown type {suffix!r}. Use .csv, .tsv, .parquet or .npz.")
+        raise BadInput(f"Data file {path} has an unknown type {suffix!r}. Use .csv, .tsv, .parquet, .jsonl or .npz.")
     frame, notes = read_table(path)
     for note in notes:
         log.warning(note)

@@ -22,9 +22,10 @@ from tunesmith.errors import BadInput, closest
 from tunesmith.recipe import DataConfig
 from tunesmith.validate import file_encoding, read_text
 
-__all__ = ["BUILTIN_SETS", "RawData", "load_source"]
+__all__ = ["BUILTIN_SETS", "TABLE_SUFFIXES", "RawData", "load_source"]
 
 BUILTIN_SETS = ("digits", "wine", "breast_cancer", "diabetes", "iris")
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 GREY_MODES = ("L", "1", "I", "I;16", "F", "LA")
 
@@ -67,9 +68,11 @@ def load_source(cfg: DataConfig) -> RawData:
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return _npz(path, cfg)
-    if suffix in (".csv", ".parquet", ".pq", ".tsv"):
+    if suffix in TABLE_SUFFIXES:
         return _table(path, cfg)
-    raise BadInput(f"Data file {path} has an unknown type {suffix!r}. Use .csv, .tsv, .parquet, .npz or a folder.")
+    raise BadInput(
+        f"Data file {path} has an unknown type {suffix!r}. Use .csv, .tsv, .parquet, .jsonl, .npz or a folder."
+    )
 
 
 def _builtin(name: str) -> RawData:
@@ -84,7 +87,7 @@ def _builtin(name: str) -> RawData:
 
 
 def read_table(path: Path) -> tuple[pd.DataFrame, list[str]]:
-    """A CSV/TSV/Parquet file as a DataFrame, and what was inferred to read it (delimiter, encoding).
+    """A CSV/TSV/Parquet/JSONL file as a DataFrame, and what was inferred to read it (delimiter, encoding).
 
     CSV text is decoded as `validate.file_encoding` says (UTF-8, or UTF-16/32 with a byte-order
     mark); a CSV that reads as a single column is read again with the delimiter csv.Sniffer finds.
@@ -93,6 +96,8 @@ def read_table(path: Path) -> tuple[pd.DataFrame, list[str]]:
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             return pd.read_parquet(path), notes
+        if path.suffix.lower() in (".jsonl", ".ndjson"):  # one JSON object per line (text sets often come so)
+            return pd.read_json(path, lines=True, encoding=file_encoding(path), dtype=False), notes
         encoding = file_encoding(path)
         sep = "\t" if path.suffix.lower() == ".tsv" else ","
         frame = _read_csv(path, sep, encoding)

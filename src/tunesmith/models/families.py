@@ -434,7 +434,7 @@ def _build_bag(
 ) -> nn.Module:
     buckets = min(MAX_BUCKETS, BIGRAM_BUCKETS * vocab_size) if cfg.bigrams else 0
     embed_dim = _need(cfg, "embed_dim")
-    body, features = _stack(_mlp_block(cfg), embed_dim, _need(cfg, "width"), _need(cfg, "depth"))
+    body, features = _stack(_mlp_block(cfg), 2 * embed_dim, _need(cfg, "width"), _need(cfg, "depth"))  # mean, max
     return Bag(
         ngrams=HashedBigrams(vocab_size, buckets) if buckets else nn.Identity(),
         n_ids=vocab_size + buckets,
