@@ -21,7 +21,7 @@ def invoke(*args: str):
 
 
 def test_cli_import_does_not_load_torch() -> None:
-    heavy = "('torch', 'optuna', 'sklearn', 'matplotlib')"
+    heavy = "('torch', 'optuna', 'sklearn', 'matplotlib', 'tokenizers', 'transformers')"
     code = f"import sys, tunesmith.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

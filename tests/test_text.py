@@ -309,3 +309,4 @@ def test_the_report_shows_the_token_length_histogram_with_max_length(text_run: P
     state = json.loads((text_run / "run" / "preprocess.json").read_text())
     assert "Text: token lengths and the tokenizer" in page and "truncated (training rows)" in page
     assert f"<dd>{state['max_length']}</dd>" in page
+    assert "is free text" in page and "never one-hot encoded" in page  # the detection, announced in the report
