@@ -21,7 +21,7 @@ def invoke(*args: str):
 
 
 def test_cli_import_does_not_load_torch() -> None:
-    heavy = "('torch', 'optuna', 'sklearn', 'matplotlib')"
+    heavy = "('torch', 'optuna', 'sklearn', 'matplotlib', 'tokenizers', 'transformers')"
     code = f"import sys, tunesmith.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -99,7 +99,7 @@ def test_fewer_rows_than_folds(tmp_path: Path) -> None:
 
 def test_image_folder_without_images(tmp_path: Path) -> None:
     (tmp_path / "imgs" / "cat").mkdir(parents=True)
-    (tmp_path / "imgs" / "cat" / "notes.txt").write_text("no images here")
+    (tmp_path / "imgs" / "cat" / "notes.md").write_text("no images here")  # a .txt would make a text folder
     bad(tmp_path, "--data", str(tmp_path / "imgs"), expect="holds no images")
 
 

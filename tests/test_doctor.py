@@ -46,9 +46,15 @@ def _found(case: Case, finding: Finding) -> bool:
     )
 
 
+# The text checks read the raw strings behind token ids, which only a data file gives (doctor_recipe):
+# tests/test_doctor_text.py plants a case and a healthy set for each; on the library's arrays they skip.
+TEXT_CHECKS = {"text_truncation", "unknown_tokens", "text_duplicates", "label_in_text", "text_as_category"}
+ARRAY_CHECKS = [c for c in check_ids() if c not in TEXT_CHECKS]
+
+
 def test_case_library_covers_every_check_on_every_data_kind() -> None:
     assert len(PLANTED) >= 25 and len(HEALTHY) >= 8
-    assert {c.expect for c in PLANTED} == set(check_ids())
+    assert {c.expect for c in PLANTED} == set(ARRAY_CHECKS)
     assert {c.kind for c in PLANTED} == {c.kind for c in HEALTHY} == {"tabular", "image", "sequence"}
     assert len({c.name for c in PLANTED + HEALTHY}) == len(PLANTED + HEALTHY)
 
@@ -67,7 +73,7 @@ def test_suite_detection_rate_and_zero_false_alarms(planted_results, healthy_res
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("check", check_ids())
+@pytest.mark.parametrize("check", ARRAY_CHECKS)
 def test_each_check_on_its_planted_and_healthy_cases(check, planted_results, healthy_results) -> None:
     planted = [c for c in PLANTED if c.expect == check]
     assert planted and all(planted_results[c.name].failed for c in planted), [planted_results[c.name] for c in planted]
@@ -168,4 +174,4 @@ def test_registry_rejects_duplicates_and_suggests_names() -> None:
 
     with pytest.raises(BadInput, match="Did you mean 'dead_units'"):
         create_check("dead_unit")
-    assert len(check_ids()) == 36
+    assert len(check_ids()) == 41

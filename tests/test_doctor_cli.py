@@ -40,7 +40,7 @@ def test_json_lists_every_check_and_exits_0_even_with_a_failure(leaky_csv, tmp_p
     )
     assert result.exit_code == 0, result.output
     findings = json.loads(result.output)
-    assert len(findings) == 36 and all(
+    assert len(findings) == 41 and all(
         set(f) == {"check", "status", "summary", "evidence", "advice", "tricks"} for f in findings
     )
     leak = next(f for f in findings if f["check"] == "target_leakage")
@@ -53,7 +53,7 @@ def test_json_lists_every_check_and_exits_0_even_with_a_failure(leaky_csv, tmp_p
 def test_table_output_names_the_fix(leaky_csv) -> None:
     result = runner.invoke(app, ["doctor", "--data", str(leaky_csv), "--target", "label", "--steps", "20"])
     assert result.exit_code == 0
-    assert "target_leakage" in result.output and "36 checks: 1 fail" in result.output
+    assert "target_leakage" in result.output and "41 checks: 1 fail" in result.output
 
 
 def test_model_path_that_does_not_import_exits_2() -> None:

@@ -11,6 +11,10 @@ trains on (preprocessing fitted on those rows only; images and sequences flatten
   network); skipped, with the reason recorded, when the training matrix is too large.
 - constant: `DummyRegressor(strategy="mean")` or `DummyClassifier(strategy="prior")`.
 
+Text is the exception to "the very arrays": a linear model on token ids in their positions means nothing,
+so the linear baseline reads the same ids as a bag of words: TF-IDF (sublinear term frequency) over the
+tokenizer's vocabulary, then the same LogisticRegressionCV / RidgeCV, the baseline a user tries first.
+
 They are scored by `train.losses.score_outputs`, the function that scores the network: the loss on
 the scale the network's loss is reported (cross-entropy; MSE of the scaled targets), the metrics of
 `train/metrics.py` in target units. Reconstruction runs have no baseline here (skipped, with reason).
@@ -45,17 +49,41 @@ def fit_baselines(prep: Prepared) -> dict[str, dict[str, Any]]:
     linear: dict[str, Any]
     if x.shape[0] * x.shape[1] > MAX_CELLS:
         linear = {
-            "model": _linear_name(task),
+            "model": _linear_name(task, prep.facts.kind),
             "skipped": f"{x.shape[0]:,} rows x {x.shape[1]:,} features exceed the {MAX_CELLS:,}-cell budget "
             "of a cheap linear baseline",
         }
     else:
-        linear = _fitted(linear_estimator(task, prep.y_train), prep, x)
+        linear = _fitted(_linear(task, prep), prep, x, name=_linear_name(task, prep.facts.kind))
     return {"linear": linear, "constant": _fitted(_constant(task), prep, x)}
 
 
-def _linear_name(task: str) -> str:
-    return "LogisticRegressionCV" if task == "classification" else "RidgeCV"
+def _linear_name(task: str, kind: str) -> str:
+    name = "LogisticRegressionCV" if task == "classification" else "RidgeCV"
+    return f"TF-IDF + {name}" if kind == "text" else name
+
+
+def _linear(task: str, prep: Prepared) -> Any:
+    """The linear model of train/exact.py; for text, behind TF-IDF of the token ids (the module docstring)."""
+    model = linear_estimator(task, prep.y_train)
+    if prep.facts.kind != "text":
+        return model
+    from sklearn.feature_extraction.text import TfidfTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    words = FunctionTransformer(_word_counts, kw_args={"vocab_size": prep.facts.vocab_size}, accept_sparse=True)
+    return make_pipeline(words, TfidfTransformer(sublinear_tf=True), model)
+
+
+def _word_counts(ids: np.ndarray, vocab_size: int) -> Any:
+    """Token ids (N, L), padded with 0, as sparse counts (N, vocab_size): the bag of words."""
+    from scipy.sparse import csr_matrix
+
+    rows = np.repeat(np.arange(len(ids)), ids.shape[1])
+    keep = ids.ravel() != 0
+    values = np.ones(int(keep.sum()))
+    return csr_matrix((values, (rows[keep], ids.ravel()[keep])), shape=(len(ids), vocab_size))
 
 
 def _constant(task: str) -> Any:
@@ -64,12 +92,12 @@ def _constant(task: str) -> Any:
     return DummyClassifier(strategy="prior") if task == "classification" else DummyRegressor(strategy="mean")
 
 
-def _fitted(model: Any, prep: Prepared, x: np.ndarray) -> dict[str, Any]:
+def _fitted(model: Any, prep: Prepared, x: np.ndarray, *, name: str | None = None) -> dict[str, Any]:
     """Fit `model` on the training rows; its settings, seconds and val/test scores."""
     from sklearn.exceptions import ConvergenceWarning
 
     started = time.perf_counter()
-    entry: dict[str, Any] = {"model": type(model).__name__}
+    entry: dict[str, Any] = {"model": name or type(model).__name__}
     if hasattr(model, "strategy"):
         entry["strategy"] = model.strategy
     try:
@@ -78,10 +106,11 @@ def _fitted(model: Any, prep: Prepared, x: np.ndarray) -> dict[str, Any]:
         return {**entry, "skipped": f"{type(model).__name__} could not be fitted: {exc}"}
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
         entry["note"] = f"lbfgs stopped at max_iter={MAX_ITER} before converging"
-    if hasattr(model, "alpha_"):
-        entry["alpha"] = float(model.alpha_)
-    if hasattr(model, "C_"):
-        entry["C"] = float(np.ravel(model.C_)[0])
+    last = model[-1] if hasattr(model, "steps") else model  # a text baseline's pipeline ends in the model
+    if hasattr(last, "alpha_"):
+        entry["alpha"] = float(last.alpha_)
+    if hasattr(last, "C_"):
+        entry["C"] = float(np.ravel(last.C_)[0])
     entry["seconds"] = round(time.perf_counter() - started, 3)
     if len(prep.x_val):  # seed members of a time-ordered ensemble train on every development row
         entry["val"] = _score(model, prep, prep.x_val, prep.y_val)

@@ -31,10 +31,13 @@ def _root() -> None:
 
 
 RecipeArg = Annotated[Path | None, typer.Argument(help="A YAML recipe (optional: flags and --set suffice).")]
-DataOpt = Annotated[str | None, typer.Option("--data", help="CSV/Parquet/.npz file, image folder or built-in set.")]
+DataOpt = Annotated[
+    str | None, typer.Option("--data", help="CSV/Parquet/.npz file, image or text folder, or built-in set.")
+]
 TargetOpt = Annotated[str | None, typer.Option(help="Target column of a table.")]
 TimeOpt = Annotated[str | None, typer.Option("--time", help="Time column: time-ordered splits, no future leaks.")]
 GroupOpt = Annotated[str | None, typer.Option("--group", help="Group column: no group in two splits.")]
+TextOpt = Annotated[str | None, typer.Option("--text", help="Free-text column (found by itself when there is one).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Any recipe field: dotted.key=value (repeatable).")]
 
 
@@ -94,6 +97,7 @@ def fit(
     target: TargetOpt = None,
     time: TimeOpt = None,
     group: GroupOpt = None,
+    text: TextOpt = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<timestamp>-<name>).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
     seed: Annotated[int | None, typer.Option(help="One seed for everything (T50).")] = None,
@@ -126,6 +130,7 @@ def fit(
             target=target,
             time=time,
             group=group,
+            text=text,
             epochs=epochs,
             seed=seed,
             lr=lr,
@@ -172,6 +177,7 @@ def compare(
     target: TargetOpt = None,
     time: TimeOpt = None,
     group: GroupOpt = None,
+    text: TextOpt = None,
     vary: Annotated[
         list[str] | None, typer.Option("--vary", help="KEY=V1,V2,...: one variant per value (repeatable).")
     ] = None,
@@ -203,6 +209,7 @@ def compare(
             target=target,
             time=time,
             group=group,
+            text=text,
             epochs=epochs,
             lr=lr,
             batch_size=batch_size,
@@ -236,6 +243,7 @@ def lr_find(
     target: TargetOpt = None,
     time: TimeOpt = None,
     group: GroupOpt = None,
+    text: TextOpt = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default runs/<timestamp>-lr-find).")] = None,
     seeds: Annotated[int, typer.Option(min=1, help="Sweeps, one per seed: shows how the suggestion swings.")] = 3,
     steps: Annotated[int, typer.Option(min=20, help="Steps of the exponential LR sweep.")] = 100,
@@ -249,7 +257,9 @@ def lr_find(
         from tunesmith.train.lr_find import lr_find as range_test
 
         _out_dir(out)
-        chosen = make_recipe(recipe, overrides=_overrides(set_, data=data, target=target, time=time, group=group))
+        chosen = make_recipe(
+            recipe, overrides=_overrides(set_, data=data, target=target, time=time, group=group, text=text)
+        )
         setup = RunSetup.build(chosen)  # the model `fit` would train, on its training rows
         cfg, first = setup.recipe.train, chosen.train.seed
         result = range_test(
@@ -287,6 +297,7 @@ def tune(
     target: TargetOpt = None,
     time: TimeOpt = None,
     group: GroupOpt = None,
+    text: TextOpt = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<timestamp>-tune).")] = None,
     trials: Annotated[
         int | None,
@@ -313,7 +324,7 @@ def tune(
         _log_progress(quiet)
         _out_dir(out)
         finite("--timeout", timeout, positive=True)
-        overrides = _overrides(set_, data=data, target=target, time=time, group=group, seed=seed)
+        overrides = _overrides(set_, data=data, target=target, time=time, group=group, text=text, seed=seed)
         try:
             result = run_tune(
                 recipe,
@@ -371,6 +382,7 @@ def doctor(
     target: TargetOpt = None,
     time: TimeOpt = None,
     group: GroupOpt = None,
+    text: TextOpt = None,
     model: Annotated[str | None, typer.Option(help="A user model, package.module:Factory (no arguments).")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate to diagnose (default: task-aware, T31).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Mini-batch size (default: from the data, T07).")] = None,
@@ -388,7 +400,9 @@ def doctor(
         from tunesmith.diagnosis import doctor_recipe
 
         _out_dir(out)
-        overrides = _overrides(set_, data=data, target=target, time=time, group=group, lr=lr, batch_size=batch_size)
+        overrides = _overrides(
+            set_, data=data, target=target, time=time, group=group, text=text, lr=lr, batch_size=batch_size
+        )
         if model is not None:
             overrides["model.custom"] = model
         diagnosis = doctor_recipe(recipe, overrides=overrides, steps=steps)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from tunesmith.baselines import compare_line, fit_baselines, mean_baselines
-from tunesmith.data import LoadedData, Prepared
+from tunesmith.data import LoadedData, Prepared, Preprocessor
 from tunesmith.data.splits import seed_members
 from tunesmith.ensemble import Outputs, average, averaged_score, member_prediction, out_of_fold_score, targets
 from tunesmith.errors import BadInput, TrainingDiverged
@@ -119,7 +119,7 @@ def fit(
     chosen = folds[best]
     if len(folds) > 1:  # the best-validation fold's model represents the run (an ensemble's predict reads all)
         shutil.copyfile(run.fold(best, len(folds)) / "model.pt", run.model)
-        shutil.copyfile(run.fold(best, len(folds)) / "preprocess.json", run.preprocess)
+        Preprocessor.load(run.fold(best, len(folds)) / "preprocess.json").save(run.preprocess)  # text: + tokenizer
     metrics = _aggregate(folds, resolved, loaded, seconds=time.perf_counter() - started, ensemble=ensemble)
     if ensemble is not None:
         metrics["members"] = {**metrics["members"], **_members_entry(folds, setup, seeds=seeds)}
@@ -349,11 +349,13 @@ def _load_complete(run: RunDir, recipe: Recipe, model: nn.Module | None) -> FitR
     metrics = run.load_metrics()
     net = copy.deepcopy(model) if model is not None else None
     if net is None:
-        from tunesmith.data import Preprocessor
-
         pre = Preprocessor.load(run.preprocess)
         net = build_model(
-            recipe.model, kind=recipe.data.kind, input_shape=tuple(pre.state["shape"]), n_outputs=pre.n_outputs
+            recipe.model,
+            kind=recipe.data.kind,
+            input_shape=tuple(pre.state["shape"]),
+            n_outputs=pre.n_outputs,
+            vocab_size=pre.vocab_size,
         )
     net.load_state_dict(torch.load(run.model, map_location="cpu", weights_only=True))
     histories = sorted(run.path.glob("fold-*/history.csv")) or [run.path / "history.csv"]

@@ -32,7 +32,7 @@ from torch import nn
 
 from tunesmith.data.columns import ColumnPlan
 from tunesmith.data.preprocess import Preprocessor
-from tunesmith.data.sources import read_table
+from tunesmith.data.sources import TABLE_SUFFIXES, read_table
 from tunesmith.ensemble import Member, average, member_prediction
 from tunesmith.errors import BadInput, closest, must_be
 from tunesmith.models import build_model
@@ -45,7 +45,6 @@ __all__ = ["OUTPUT_SUFFIXES", "LoadedRun", "forward", "load_run", "output_format
 log = logging.getLogger("tunesmith")
 
 OUTPUT_SUFFIXES = (".csv", ".parquet", ".npz")
-TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 BATCH = 8192  # rows per forward pass: large enough to amortise the call, small enough for any RAM
 
 
@@ -99,7 +98,9 @@ def _load_member(run: RunDir, recipe: Recipe, where: Path) -> Member:
         shape = tuple(pre.state["shape"])
     except (ValueError, KeyError) as exc:  # json.JSONDecodeError is a ValueError
         raise BadInput(f"{preprocess} is not valid preprocessing state ({exc}). Train the run again.") from None
-    model = build_model(recipe.model, kind=recipe.data.kind, input_shape=shape, n_outputs=pre.n_outputs)
+    model = build_model(
+        recipe.model, kind=recipe.data.kind, input_shape=shape, n_outputs=pre.n_outputs, vocab_size=pre.vocab_size
+    )
     try:
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     except Exception as exc:  # torch raises many types for corrupt archives and mismatched weights
@@ -138,6 +139,8 @@ def predict(
         features = ColumnPlan.recorded(loaded.recipe.data).apply(features.rename(columns=str))
     if pre.state["kind"] == "tabular":
         checked: pd.DataFrame | np.ndarray = _check_table(features, loaded, source=source)
+    elif pre.state["kind"] == "text":
+        checked = _check_text(features, loaded, source=source)
     else:
         checked = _check_array(features, pre)
     target = resolve_device(device)
@@ -165,8 +168,9 @@ def forward(model: nn.Module, x: np.ndarray, *, batch_size: int = BATCH) -> np.n
         raise BadInput("The data hold no rows to predict.")
     model.eval()
     weight = next(model.parameters())
+    dtype = weight.dtype if np.issubdtype(x.dtype, np.floating) else None  # token ids stay integers
     outs = [
-        model(torch.from_numpy(x[i : i + batch_size]).to(weight.device, weight.dtype)).cpu().numpy()  # host sync
+        model(torch.from_numpy(x[i : i + batch_size]).to(weight.device, dtype)).cpu().numpy()  # host sync
         for i in range(0, len(x), batch_size)
     ]
     return np.concatenate(outs)
@@ -212,7 +216,7 @@ def _read(path: str | Path) -> pd.DataFrame | np.ndarray:
             )
         return arrays["x"]
     if suffix not in TABLE_SUFFIXES:
-        raise BadInput(f"Data file {path} has an unknown type {suffix!r}. Use .csv, .tsv, .parquet or .npz.")
+        raise BadInput(f"Data file {path} has an unknown type {suffix!r}. Use .csv, .tsv, .parquet, .jsonl or .npz.")
     frame, notes = read_table(path)
     for note in notes:
         log.warning(note)
@@ -271,6 +275,24 @@ def _as_numbers(col: pd.Series, name: str, source: str) -> pd.Series:
             f"({int(bad.sum())} such value(s)). Fix or blank those cells (blanks are imputed)."
         )
     return numbers
+
+
+def _check_text(features: pd.DataFrame | np.ndarray, run: LoadedRun, *, source: str) -> np.ndarray:
+    """Text runs: the raw strings of the training text column (or of a 1-D array of strings), as objects."""
+    column = run.recipe.data.text or "text"
+    if isinstance(features, pd.DataFrame):
+        if column not in features.columns:
+            guess = closest(column, [str(c) for c in features.columns])
+            hint = f" Is {guess!r} the column {column!r} renamed?" if guess else ""
+            raise BadInput(
+                f"The text column {column!r} is missing from {source}: the model reads it (tokenized with the run's "
+                f"tokenizer.json).{hint} Columns: {', '.join(map(str, features.columns))}."
+            )
+        return features[column].fillna("").astype(str).to_numpy(dtype=object)
+    x = np.asarray(features, dtype=object)
+    if x.ndim != 1:
+        raise BadInput(f"'x' in {source} has shape {x.shape}; this text run expects (rows,) strings.")
+    return x.astype(str).astype(object)
 
 
 def _check_array(features: pd.DataFrame | np.ndarray, pre: Preprocessor) -> np.ndarray:

@@ -28,7 +28,7 @@ from tunesmith.validate import Section, read_text
 __all__ = ["SHORTCUTS", "DataFacts", "Recipe", "SeriesFacts", "load_recipe", "make_recipe", "resolve", "resolve_data"]
 
 Task = Literal["auto", "classification", "regression", "reconstruction"]
-Kind = Literal["auto", "tabular", "sequence", "image"]
+Kind = Literal["auto", "tabular", "sequence", "image", "text"]
 Activation = Literal["relu", "leaky_relu", "prelu", "rrelu", "elu", "gelu", "tanh", "sigmoid"]
 AugmentOp = Literal[
     "flip",
@@ -58,10 +58,11 @@ class DataConfig(Section):
     target: str | None = None  # target column of a table
     time: str | None = None  # time column: splits respect time order, test = most recent rows (T51)
     group: str | None = None  # group column: no group in two splits (T51)
+    text: str | None = None  # free-text column (docs/text.md); None: found by columns.py when one column is text
     time_as_feature: bool = False  # time/group columns are identifiers, not features, unless asked
     group_as_feature: bool = False
     task: Task = "auto"  # auto: classification for integer/string targets with few values
-    kind: Kind = "auto"  # auto: image for (N,C,H,W) arrays, sequence for (N,T,C), tabular for (N,F)
+    kind: Kind = "auto"  # auto: image for (N,C,H,W) arrays, sequence for (N,T,C), tabular for (N,F), text for text
     cv: int = Field(0, ge=0)  # 0: one train/val holdout; K>=2: K folds, every fold reported
     ensemble: bool = False  # with cv K: the final model averages K members (the fold models; K seeds on
     # all train+val rows for time splits); costs K models at predict time, usually buys a little accuracy
@@ -80,6 +81,12 @@ class DataConfig(Section):
     max_categories: int = Field(20, ge=2)  # T02: one-hot up to this many levels, rarer ones pooled
     categorical: list[str] = Field(default_factory=list)  # T02: numeric columns of category codes (zip, maker): one-hot
     pad_pow2: bool | Literal["auto"] = "auto"  # T08: auto pads images to a power-of-two side (pools cleanly)
+    vocab_size: int = Field(16000, ge=16)  # text: most frequent training words kept; more costs embedding rows
+    # and memory, fewer turns rare words into [UNK] (small data rarely reach it: vocab is capped by the data)
+    min_count: int = Field(2, ge=1)  # text: a word seen fewer times in training is [UNK] (one sighting teaches
+    # its embedding nothing that generalizes; 1 keeps every word)
+    max_length: int | None = Field(None, ge=1)  # text: tokens per row kept; None: the 95th percentile of the
+    # training lengths, rounded up to a multiple of 8, at most 512 (longer rows truncated, their share recorded)
     augment: AugmentConfig = AugmentConfig()
 
     @field_validator("cv")
@@ -98,8 +105,11 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    family: Literal["auto", "mlp", "cnn", "rnn", "autoencoder"] = "auto"  # T10: auto from the input kind
+    family: Literal["auto", "mlp", "cnn", "rnn", "autoencoder", "bag", "transformer"] = "auto"  # T10: auto from
+    # the input kind; bag (fastText: mean of word embeddings) and transformer read text only, cnn and rnn text too
     width: int | None = Field(None, ge=1)  # None: 256 units (mlp), 32 base channels (cnn), 64 (rnn)
+    embed_dim: int | None = Field(None, ge=1)  # text: embedding size (T13); None: 64 for bag, 128 otherwise
+    bigrams: bool = True  # text, bag: hashed word-pair embeddings beside the words (fastText); word order a bit
     depth: int | None = Field(None, ge=0)  # None: 2 hidden layers (mlp), 3 stages (cnn), 1 layer (rnn); 0: linear (T44)
     activation: Activation = "relu"  # T11: ReLU trains fast and rarely saturates
     norm: Literal["auto", "batch", "layer", "none"] = "auto"  # T14: batch for images/tables, layer for sequences
@@ -137,7 +147,7 @@ class TrainConfig(Section):
     solver: Literal["gradient", "exact"] = "gradient"
     batch_size: int | None = Field(None, ge=1)  # T07: None: 64 under 10k rows, 128 under 100k, else 256
     effective_batch_size: int | None = Field(None, ge=1)  # T33: gradient accumulation up to this size
-    lr: float | None = Field(None, gt=0.0)  # T31: None: 1e-3 from scratch, 1e-5 fine-tuning, 1e-2 for sgd
+    lr: float | None = Field(None, gt=0.0)  # T31: None: 1e-3 from scratch, 1e-5 fine-tuning, 1e-2 for sgd or bag
     optimizer: Literal["auto", "sgd", "adam", "adamw", "rmsprop", "adagrad"] = "auto"  # T30: auto is adamw
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd/rmsprop
     nesterov: bool = True  # sgd
@@ -158,6 +168,8 @@ class TrainConfig(Section):
     threads: int | None = Field(None, ge=1)  # torch intra-op threads; None keeps torch's default
     checkpoint: bool = True  # write checkpoint.pt after every epoch so --resume can continue
     monitor: bool = True  # T65, T66: layers.csv from hooks on one batch per epoch; off saves that batch's overhead
+    dynamic_padding: bool | Literal["auto"] = "auto"  # text: each batch of token ids is cut to its longest row
+    # (pad columns beyond it dropped), so short texts cost little; auto: on for text, off elsewhere
 
 
 class Recipe(Section):
@@ -213,6 +225,7 @@ SHORTCUTS = {
     "target": "data.target",
     "time": "data.time",
     "group": "data.group",
+    "text": "data.text",
     "cv": "data.cv",
     "ensemble": "data.ensemble",
     "task": "data.task",
@@ -337,14 +350,16 @@ class DataFacts:
     """What the data says about itself; `resolve` turns "auto" fields into values from it."""
 
     task: Literal["classification", "regression", "reconstruction"]
-    kind: Literal["tabular", "sequence", "image"]
+    kind: Literal["tabular", "sequence", "image", "text"]
     n_train: int  # rows the model trains on (drives batch size, T07)
-    input_shape: tuple[int, ...]  # one sample's shape after preprocessing
+    input_shape: tuple[int, ...]  # one sample's shape after preprocessing ((max_length,) token ids for text)
     n_outputs: int  # classes (classification), target columns (regression), features (reconstruction)
     split: str = "random"  # the split strategy chosen for these data (T51)
     numbers: tuple[str, ...] = ()  # text columns read as numbers (data/columns.py)
     dates: tuple[str, ...] = ()  # date columns expanded into numbers (data/columns.py)
     series: SeriesFacts | None = None  # the columns form an ordered series: table or 1-D signal? (T10)
+    text: str | None = None  # the free-text column (data/text.py)
+    vocab_size: int = 0  # text: the fitted tokenizer's vocabulary, [PAD] and [UNK] included (embedding rows)
 
 
 def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
@@ -353,27 +368,38 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
     family = m.family if m.family != "auto" else _family_for(facts)  # T10
     pretrained = m.custom is not None and m.pretrained
     optimizer = t.optimizer if t.optimizer != "auto" else ("adam" if pretrained else "adamw")  # T30
-    default_lr = 1e-5 if pretrained else (1e-2 if optimizer == "sgd" else 1e-3)  # T31
-    norm = m.norm if m.norm != "auto" else ("layer" if facts.kind == "sequence" else "batch")
+    # T31; the bag's embeddings learn from averaged, sparse gradients: at 1e-3 they need dozens of epochs to
+    # reach what 1e-2 reaches in a few (fastText itself trains at 0.1 and more, with SGD)
+    default_lr = 1e-5 if pretrained else (1e-2 if optimizer == "sgd" or family == "bag" else 1e-3)
+    norm = m.norm if m.norm != "auto" else ("layer" if facts.kind in ("sequence", "text") else "batch")  # T14
     batch_size = t.batch_size or _batch_size_for(facts.n_train)
     if norm == "batch" and batch_size < 2 and m.custom is None:
         raise BadInput(
             "train.batch_size=1 cannot train with batch norm (model.norm=batch, the default for tables and "
             "images, T14): it normalises over the rows of a batch. Use train.batch_size >= 2, or model.norm=layer."
         )
-    depth = {"mlp": 2, "cnn": 3, "rnn": 1, "autoencoder": 2}[family] if m.depth is None else m.depth
+    depth = _depth_for(family, facts.kind) if m.depth is None else m.depth
     if t.solver == "exact":
-        _check_exact(family, depth, facts.task, custom=m.custom)
+        _check_exact(family, depth, facts, custom=m.custom)
     return recipe.model_copy(
         update={
             "data": resolve_data(
-                d, task=facts.task, kind=facts.kind, split=facts.split, numbers=facts.numbers, dates=facts.dates
+                d,
+                task=facts.task,
+                kind=facts.kind,
+                split=facts.split,
+                numbers=facts.numbers,
+                dates=facts.dates,
+                text=facts.text,
+                max_length=facts.input_shape[0] if facts.kind == "text" else None,
             ),
             "model": m.model_copy(
                 update={
                     "family": family,
-                    "width": m.width or {"mlp": 256, "cnn": 32, "rnn": 64, "autoencoder": 128}[family],
+                    "width": m.width or _width_for(family, facts.kind),
                     "depth": depth,
+                    "embed_dim": m.embed_dim or (64 if family == "bag" else 128),  # T13: fastText's 64 suffices
+                    # for a mean of words; sequence models read order from their embeddings: more room
                     "norm": norm,
                     "init": m.init if m.init != "auto" else _init_for(m.activation),
                     "code_size": m.code_size or max(2, math.prod(facts.input_shape) // 4),
@@ -386,24 +412,28 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
                     "lr": t.lr or default_lr,
                     "batch_size": batch_size,
                     "schedule": t.schedule if t.schedule != "auto" else ("cosine" if pretrained else "onecycle"),
+                    "dynamic_padding": facts.kind == "text" if t.dynamic_padding == "auto" else t.dynamic_padding,
                 }
             ),
         }
     )
 
 
-def _check_exact(family: str, depth: int, task: str, *, custom: str | None) -> None:
-    """train.solver=exact solves the linear model: a built-in family at depth 0, on classes or numbers."""
-    if custom is None and family != "autoencoder" and depth == 0 and task in ("classification", "regression"):
+def _check_exact(family: str, depth: int, facts: DataFacts, *, custom: str | None) -> None:
+    """train.solver=exact solves the linear model: a built-in family at depth 0, on classes or numbers, not text
+    (a linear model over token ids in their positions means nothing; text's linear baseline reads TF-IDF)."""
+    linear = family in ("mlp", "cnn", "rnn") and depth == 0 and facts.kind != "text"
+    if custom is None and linear and facts.task in ("classification", "regression"):
         return
     what = (
         f"a custom model ({custom})"
         if custom is not None
-        else f"{task} with model.family={family}, model.depth={depth}"
+        else f"{facts.kind} {facts.task} with model.family={family}, model.depth={depth}"
     )
     raise BadInput(
         f"train.solver=exact solves the linear model (T44): model.depth=0 with family mlp, cnn or rnn, for "
-        f"classification or regression; this recipe has {what}. Set model.depth=0, or train.solver=gradient."
+        f"classification or regression on tables, images or sequences; this recipe has {what}. Set "
+        "model.depth=0, or train.solver=gradient."
     )
 
 
@@ -415,6 +445,8 @@ def resolve_data(
     split: str,
     numbers: tuple[str, ...] | list[str] = (),
     dates: tuple[str, ...] | list[str] = (),
+    text: str | None = None,
+    max_length: int | None = None,
 ) -> DataConfig:
     """The data section's rules; they need only what loading the data tells (task, kind, split, column reading)."""
     ops = cfg.augment.ops
@@ -430,14 +462,34 @@ def resolve_data(
             "augment": cfg.augment.model_copy(update={"ops": ops}),
             "numbers": list(numbers) if cfg.numbers == "auto" else cfg.numbers,
             "dates": list(dates) if cfg.dates == "auto" else cfg.dates,
+            "text": cfg.text or text,
+            "max_length": cfg.max_length or max_length,
         }
     )
 
 
-def _family_for(facts: DataFacts) -> Literal["mlp", "cnn", "rnn", "autoencoder"]:
+def _family_for(facts: DataFacts) -> Literal["mlp", "cnn", "rnn", "autoencoder", "bag"]:
+    """T10 by input kind. Text starts with the bag of words (T22, start simple): fastText's mean of word and
+    word-pair embeddings matches CNNs and RNNs on topic classification at a fraction of their cost (Joulin et
+    al. 2017, "Bag of Tricks for Efficient Text Classification"); tune's capacity stage tries the others."""
     if facts.task == "reconstruction":
         return "autoencoder"
-    return {"tabular": "mlp", "image": "cnn", "sequence": "rnn"}[facts.kind]  # type: ignore[return-value]
+    return {"tabular": "mlp", "image": "cnn", "sequence": "rnn", "text": "bag"}[facts.kind]  # type: ignore[return-value]
+
+
+def _width_for(family: str, kind: str) -> int:
+    """Units (mlp, bag's hidden layers), base channels (cnn; per layer over text), hidden size (rnn), the
+    feed-forward size (transformer)."""
+    if kind == "text" and family == "cnn":  # one layer of filters over word windows (Kim 2014): wide, not deep
+        return 128
+    return {"mlp": 256, "cnn": 32, "rnn": 64, "autoencoder": 128, "bag": 128, "transformer": 256}[family]
+
+
+def _depth_for(family: str, kind: str) -> int:
+    """Hidden layers (mlp; bag: 0 is fastText's linear head), stages (cnn; conv layers over text), layers."""
+    if kind == "text" and family == "cnn":
+        return 1
+    return {"mlp": 2, "cnn": 3, "rnn": 1, "autoencoder": 2, "bag": 0, "transformer": 2}[family]
 
 
 def _init_for(activation: str) -> str:

@@ -8,6 +8,9 @@ come from `resolve` (T07, T10), and `data.val_size` of the rows (20%) is held ou
 the best epoch's weights restored (T43), like `MLPClassifier(early_stopping=True)`. Nothing is written to
 disk. The estimators pass `sklearn.utils.estimator_checks` (tests/test_sklearn.py).
 
+X may also be a sequence of strings: the estimators then train a text model (the `bag` family by default)
+with a tokenizer fitted on the training rows (docs/text.md), exactly like `tunesmith fit` on a text column.
+
     from tunesmith.sklearn import NeuralClassifier
     GridSearchCV(NeuralClassifier(epochs=20), {"lr": [1e-3, 3e-3], "hidden": [64, 128]}).fit(X, y)
 """
@@ -22,7 +25,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 
 from tunesmith.data import LoadedData, RawData
 from tunesmith.data.splits import dev_folds
@@ -84,18 +87,37 @@ class _NeuralEstimator(BaseEstimator, abc.ABC):
         return tags
 
     def fit(self: E, X: Any, y: Any) -> E:
-        """Train on (X, y), holding out `data.val_size` of the rows for early stopping. Returns self."""
+        """Train on (X, y), holding out `data.val_size` of the rows for early stopping. Returns self.
+
+        X: a numeric array (N, F), or a sequence of N strings: text, tokenized on the training rows (docs/text.md).
+        """
         regression = self._task == "regression"
-        X, y = validate_data(
-            self, X, y, dtype=np.float32, ensure_all_finite="allow-nan", multi_output=regression, y_numeric=regression
-        )
+        self.kind_ = "text" if _is_text(X) else "tabular"
+        if self.kind_ == "text":
+            X = np.asarray(X, dtype=object)
+            y = np.asarray(y)
+            y = y.astype(np.float32) if regression else y
+            check_consistent_length(X, y)
+        else:
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                dtype=np.float32,
+                ensure_all_finite="allow-nan",
+                multi_output=regression,
+                y_numeric=regression,
+            )
         classes = self._check_targets(y)
-        recipe = self._recipe()
+        recipe = self._recipe(self.kind_)
         name = type(self).__name__
         if len(X) < 3:
             raise BadInput(f"{name} needs at least 3 samples (2 to train on, 1 to validate); got {_count(len(X))}.")
         split = "stratified" if classes is not None and _can_stratify(y, recipe.data.val_size) else "random"
-        cfg = resolve_data(recipe.data.model_copy(update={"cv": 0}), task=self._task, kind="tabular", split=split)
+        text = "text" if self.kind_ == "text" else None
+        cfg = resolve_data(
+            recipe.data.model_copy(update={"cv": 0}), task=self._task, kind=self.kind_, split=split, text=text
+        )
         folds = dev_folds(
             split,
             np.arange(len(X)),
@@ -105,8 +127,9 @@ class _NeuralEstimator(BaseEstimator, abc.ABC):
             cfg=cfg,
             seed=recipe.train.seed,
         )
-        raw = RawData(name, pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])]), y, "tabular")
-        loaded = LoadedData(raw, self._task, "tabular", split, folds, None, None, classes, cfg)
+        columns = ["text"] if self.kind_ == "text" else [f"x{i}" for i in range(X.shape[1])]
+        raw = RawData(name, pd.DataFrame(X.reshape(len(X), -1), columns=columns), y, self.kind_)
+        loaded = LoadedData(raw, self._task, self.kind_, split, folds, None, None, classes, cfg)
         setup = RunSetup.build(recipe, loaded=loaded)
         trainer = setup.trainer(setup.new_model(), callbacks=[Progress(name)] if self.verbose else [])
         trainer.fit(setup.train, setup.val)
@@ -120,7 +143,7 @@ class _NeuralEstimator(BaseEstimator, abc.ABC):
     def _check_targets(self, y: np.ndarray) -> list[Any] | None:
         """The sorted class labels (classification) or None; sets the target's fitted attributes."""
 
-    def _recipe(self) -> Recipe:
+    def _recipe(self, kind: str) -> Recipe:
         name = type(self).__name__
         if isinstance(self.recipe, Recipe):
             base = self.recipe
@@ -131,7 +154,7 @@ class _NeuralEstimator(BaseEstimator, abc.ABC):
         knobs = {key: getattr(self, knob) for knob, key in KNOBS.items() if getattr(self, knob) is not None}
         overrides = {**(self.recipe if isinstance(self.recipe, dict) else {}), **knobs}
         try:
-            return base.with_overrides({**overrides, "data.task": self._task, "data.kind": "tabular"})
+            return base.with_overrides({**overrides, "data.task": self._task, "data.kind": kind})
         except BadInput as exc:
             mapping = ", ".join(f"{knob} is {key}" for knob, key in KNOBS.items())
             raise BadInput(f"{name}: {exc} (the knobs set recipe keys: {mapping}).") from None
@@ -139,6 +162,10 @@ class _NeuralEstimator(BaseEstimator, abc.ABC):
     def _outputs(self, X: Any) -> np.ndarray:
         """Model outputs for X: (N, n_outputs) float64."""
         check_is_fitted(self)
+        if self.kind_ == "text":
+            if not _is_text(X):
+                raise BadInput(f"{type(self).__name__} was fitted on text: X must be a sequence of strings.")
+            return forward(self.model_, self.preprocessor_.transform_x(list(X)))
         X = validate_data(self, X, dtype=np.float32, ensure_all_finite="allow-nan", reset=False)
         return forward(self.model_, self.preprocessor_.transform_x(X))
 
@@ -191,6 +218,14 @@ class NeuralRegressor(RegressorMixin, _NeuralEstimator):
         values = self._outputs(X)
         values = self.preprocessor_.inverse_y(values)  # target units (T05)
         return values.ravel() if self._flat else values
+
+
+def _is_text(X: Any) -> bool:
+    """A list, array or Series of strings (one text per sample): the estimators train a text model on it."""
+    if isinstance(X, str) or not hasattr(X, "__len__") or hasattr(X, "columns"):
+        return False
+    values = np.asarray(X, dtype=object)
+    return values.ndim == 1 and len(values) > 0 and all(isinstance(v, str) for v in values)
 
 
 def _can_stratify(y: np.ndarray, size: float) -> bool:

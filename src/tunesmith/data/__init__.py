@@ -86,6 +86,8 @@ class LoadedData:
             numbers=tuple(self.cfg.numbers),
             dates=tuple(self.cfg.dates),
             series=series,
+            text=self.cfg.text,
+            vocab_size=pre.vocab_size,
         )
         return Prepared(
             xt_tr,

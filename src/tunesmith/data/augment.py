@@ -72,7 +72,7 @@ class _Ctx:
 Op = Callable[[Tensor, Tensor, _Ctx], tuple[Tensor, Tensor]]  # (x, y, ctx) -> (x, y)
 Matrix = Callable[[int, int, int, _Ctx], Tensor]  # (B, H, W, ctx) -> (B, 3, 3) affine in pixels from the centre
 
-_REGISTRY: dict[str, dict[str, Op]] = {"image": {}, "sequence": {}, "tabular": {}}
+_REGISTRY: dict[str, dict[str, Op]] = {"image": {}, "sequence": {}, "tabular": {}, "text": {}}  # text: no op yet
 
 
 def _register(name: str, *kinds: str) -> Callable[[Op], Op]:

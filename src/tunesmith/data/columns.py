@@ -9,7 +9,9 @@ preprocessing, the feature columns of a table are read as what they hold:
 - dates (at least DATE_SHARE of the filled cells parse in one format): five numeric columns
   `<col>_year`, `_month`, `_day`, `_weekday` and `_days` (days since 1970-01-01), never a category;
   the split stays as it was: `--time COL` gives time-ordered splits (T51);
-- a column without a single value: dropped (it carries nothing).
+- a column without a single value: dropped (it carries nothing);
+- free text (mostly distinct, multi-word strings: `data.text.looks_like_text`): never one-hot encoded;
+  the source makes it the text input of a text run (`data.text`, docs/text.md).
 
 Each inference is announced (`load_data` logs it as a warning; metrics.json "data" notes) and recorded in
 the resolved recipe (`data.numbers`, `data.dates`), so `predict` reads new rows the same way; the
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tunesmith.data.text import looks_like_text
 from tunesmith.recipe import DataConfig
 
 __all__ = ["DATE_PARTS", "ColumnPlan", "expand_dates", "plan_columns"]
@@ -42,6 +45,7 @@ class ColumnPlan:
     numbers: list[str] = field(default_factory=list)  # text columns read as numbers
     dates: list[str] = field(default_factory=list)  # columns expanded into DATE_PARTS
     empty: list[str] = field(default_factory=list)  # columns without a value, dropped
+    text: list[str] = field(default_factory=list)  # free-text columns (the source decides what they become)
     notes: list[str] = field(default_factory=list)  # one sentence per inference, for the user
 
     @classmethod
@@ -103,6 +107,8 @@ def plan_columns(
                 f"Column {str(col)!r} of {source} holds dates: expanded into the numbers {names} (never "
                 f"one-hot encoded). {split} --set data.dates=[] keeps it a category."
             )
+        elif col not in plan.numbers and col not in plan.dates and looks_like_text(text):
+            plan.text.append(str(col))
     return plan
 
 

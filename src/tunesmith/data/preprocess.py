@@ -13,6 +13,8 @@ lines, the same code for training, evaluation and `predict`.
 - T04 features are z-scored (or min-max scaled): per column for tables, per channel for arrays.
 - T05 regression targets are z-scored for training and inverted for predictions and metrics.
 - T08 images are zero-padded to a power-of-two side when the recipe asks for it.
+- Text is tokenized by a tokenizer trained on the training rows (data/text.py); it is saved as its own
+  tokenizer.json beside preprocess.json.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tunesmith.data.text import fit_text, tokenize, tokenizer_from
 from tunesmith.errors import BadInput
 from tunesmith.recipe import DataConfig
 
 __all__ = ["Preprocessor"]
 
 Features = pd.DataFrame | np.ndarray
+TOKENIZER_FILE = "tokenizer.json"  # beside preprocess.json: the fitted tokenizer, a file any tokenizers user reads
 BLOCK_BYTES = 2 * 2**20  # numeric columns are fitted/transformed in float64 blocks of about this size;
 # scikit-learn's imputer and scaler hold a few copies of a block, so this bounds their extra memory
 
@@ -58,6 +62,9 @@ class Preprocessor:
         if kind == "tabular":
             assert isinstance(x, pd.DataFrame)  # sources guarantee tables are DataFrames
             state.update(_fit_table(x, cfg))
+        elif kind == "text":
+            fitted = fit_text(_texts(x), vocab_size=cfg.vocab_size, min_count=cfg.min_count, max_length=cfg.max_length)
+            state.update(fitted, shape=[fitted["max_length"]])
         else:
             state.update(_fit_array(np.asarray(x), cfg, kind))
         state["target"] = _fit_target(y, task=task, classes=classes, scale=cfg.scale_target is True)
@@ -79,10 +86,18 @@ class Preprocessor:
     def n_features(self) -> int:
         return int(np.prod(self.state["shape"]))
 
-    def transform_x(self, x: Features) -> np.ndarray:
-        """Features -> float32 model input ((N, F) tables, (N, C, H, W) images, (N, T, C) sequences)."""
+    @property
+    def vocab_size(self) -> int:
+        """Text: the tokenizer's vocabulary (the embedding's rows); 0 for other kinds."""
+        return int(self.state.get("vocab_size", 0))
+
+    def transform_x(self, x: Features | list[str]) -> np.ndarray:
+        """Features -> model input: float32 (N, F) tables, (N, C, H, W) images, (N, T, C) sequences; int64
+        token ids (N, max_length) for text (a one-column frame, or any sequence of strings)."""
+        if self.state["kind"] == "text":
+            return tokenize(tokenizer_from(self.state), _texts(x), self.state["max_length"])
         if self.state["kind"] == "tabular":
-            return _apply_table(self.state, x)
+            return _apply_table(self.state, x)  # type: ignore[arg-type]
         return _apply_array(self.state, np.asarray(x, dtype=np.float32))
 
     def transform_y(self, y: np.ndarray) -> np.ndarray:
@@ -104,16 +119,30 @@ class Preprocessor:
         return values * np.asarray(target["scale"], np.float32) + np.asarray(target["center"], np.float32)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.state, indent=1))
+        """preprocess.json at `path`; a text run's tokenizer goes to tokenizer.json beside it."""
+        state = dict(self.state)
+        if "tokenizer" in state:
+            (path.parent / TOKENIZER_FILE).write_text(state.pop("tokenizer"))
+            state["tokenizer_file"] = TOKENIZER_FILE
+        path.write_text(json.dumps(state, indent=1))
 
     @classmethod
     def load(cls, path: Path) -> Preprocessor:
-        return cls(json.loads(path.read_text()))
+        state = json.loads(path.read_text())
+        if "tokenizer_file" in state:
+            state["tokenizer"] = (path.parent / state.pop("tokenizer_file")).read_text()
+        return cls(state)
 
 
 def plain_label(value: Any) -> Any:
     """Labels as JSON keeps them: numpy scalars become Python scalars."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _texts(x: Features | list[str]) -> list[str]:
+    """The strings of a text input: a one-column frame (the text column), or any sequence of strings."""
+    values = x.iloc[:, 0] if isinstance(x, pd.DataFrame) else pd.Series(np.asarray(x, dtype=object).ravel())
+    return values.fillna("").astype(str).tolist()
 
 
 def _missing_error(n_bad: int, where: str) -> BadInput:

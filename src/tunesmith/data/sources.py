@@ -1,8 +1,8 @@
-"""Data sources: CSV/Parquet tables, `.npz` arrays, image folders and scikit-learn's bundled sets.
+"""Data sources: CSV/Parquet tables, `.npz` arrays, image and text folders and scikit-learn's bundled sets.
 
-Every source becomes a `RawData`: features as a DataFrame (tables) or a float array (images
-(N, C, H, W), sequences (N, T, C)), the target, the optional time and group columns (T51) and a
-given test split. Nothing here computes statistics: that is the preprocessor's job, on the
+Every source becomes a `RawData`: features as a DataFrame (tables; text: one column of strings) or a
+float array (images (N, C, H, W), sequences (N, T, C)), the target, the optional time and group
+columns (T51) and a given test split. Nothing here computes statistics: that is the preprocessor's job, on the
 training split only (T01-T05).
 """
 
@@ -20,11 +20,12 @@ import pandas as pd
 from tunesmith.data.columns import plan_columns
 from tunesmith.errors import BadInput, closest
 from tunesmith.recipe import DataConfig
-from tunesmith.validate import file_encoding
+from tunesmith.validate import file_encoding, read_text
 
-__all__ = ["BUILTIN_SETS", "RawData", "load_source"]
+__all__ = ["BUILTIN_SETS", "TABLE_SUFFIXES", "RawData", "load_source"]
 
 BUILTIN_SETS = ("digits", "wine", "breast_cancer", "diabetes", "iris")
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 GREY_MODES = ("L", "1", "I", "I;16", "F", "LA")
 
@@ -36,7 +37,7 @@ class RawData:
     name: str
     x: Features  # DataFrame for tables; float32 (N, C, H, W) images or (N, T, C) sequences
     y: np.ndarray | None  # (N,) labels or targets, (N, K) for several regression targets
-    kind: str  # tabular | sequence | image
+    kind: str  # tabular | sequence | image | text
     time: np.ndarray | None = None  # (N,) sortable values of the declared time column
     groups: np.ndarray | None = None  # (N,) group ids of the declared group column
     x_test: Features | None = None  # a given test split, touched once at the end
@@ -63,13 +64,15 @@ def load_source(cfg: DataConfig) -> RawData:
         hint = f" Did you mean the built-in set {guess!r}?" if guess else ""
         raise BadInput(f"Data file {path} does not exist.{hint} Built-in sets: {', '.join(BUILTIN_SETS)}.")
     if path.is_dir():
-        return _image_folder(path)
+        return _text_folder(path) if _is_text_folder(path) else _image_folder(path)
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return _npz(path, cfg)
-    if suffix in (".csv", ".parquet", ".pq", ".tsv"):
+    if suffix in TABLE_SUFFIXES:
         return _table(path, cfg)
-    raise BadInput(f"Data file {path} has an unknown type {suffix!r}. Use .csv, .tsv, .parquet, .npz or a folder.")
+    raise BadInput(
+        f"Data file {path} has an unknown type {suffix!r}. Use .csv, .tsv, .parquet, .jsonl, .npz or a folder."
+    )
 
 
 def _builtin(name: str) -> RawData:
@@ -84,7 +87,7 @@ def _builtin(name: str) -> RawData:
 
 
 def read_table(path: Path) -> tuple[pd.DataFrame, list[str]]:
-    """A CSV/TSV/Parquet file as a DataFrame, and what was inferred to read it (delimiter, encoding).
+    """A CSV/TSV/Parquet/JSONL file as a DataFrame, and what was inferred to read it (delimiter, encoding).
 
     CSV text is decoded as `validate.file_encoding` says (UTF-8, or UTF-16/32 with a byte-order
     mark); a CSV that reads as a single column is read again with the delimiter csv.Sniffer finds.
@@ -93,6 +96,8 @@ def read_table(path: Path) -> tuple[pd.DataFrame, list[str]]:
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             return pd.read_parquet(path), notes
+        if path.suffix.lower() in (".jsonl", ".ndjson"):  # one JSON object per line (text sets often come so)
+            return pd.read_json(path, lines=True, encoding=file_encoding(path), dtype=False), notes
         encoding = file_encoding(path)
         sep = "\t" if path.suffix.lower() == ".tsv" else ","
         frame = _read_csv(path, sep, encoding)
@@ -136,14 +141,14 @@ def _table(path: Path, cfg: DataConfig) -> RawData:
     target = cfg.target if cfg.target is not None else None
     if target is None:
         raise BadInput(f"{path} is a table: name its target column with --target (columns: {', '.join(columns)}).")
-    for role, col in (("target", target), ("time", cfg.time), ("group", cfg.group)):
+    for role, col in (("target", target), ("time", cfg.time), ("group", cfg.group), ("text", cfg.text)):
         if col is not None and col not in frame.columns:
             guess = closest(col, [str(c) for c in columns])
             hint = f" Did you mean {guess!r}?" if guess else ""
             raise BadInput(
                 f"The {role} column {col!r} is not in {path}.{hint} Columns: {', '.join(map(str, columns))}."
             )
-    for role, col in (("time", cfg.time), ("group", cfg.group)):
+    for role, col in (("time", cfg.time), ("group", cfg.group), ("text", cfg.text)):
         if col == target:
             raise BadInput(
                 f"The target column {target!r} of {path} is also the {role} column: a model cannot predict the "
@@ -166,7 +171,28 @@ def _table(path: Path, cfg: DataConfig) -> RawData:
         if not cfg.group_as_feature:
             drop.append(cfg.group)
     features = frame.drop(columns=drop)
+    if cfg.text is not None:
+        return _text_table(path, features, y, cfg.text, named=True, time=time, groups=groups, notes=notes)
     plan = plan_columns(features, source=str(path), numbers=cfg.numbers, dates=cfg.dates, time=cfg.time)
+    if plan.text and cfg.kind == "tabular":  # asked for: the text stays a category (doctor: text_as_category)
+        notes.append(
+            f"Column(s) {', '.join(map(repr, plan.text))} of {path} hold free text but data.kind is tabular: "
+            "one-hot encoded as categories. Drop data.kind to train on the text (docs/text.md)."
+        )
+    elif plan.text:
+        if len(plan.text) > 1:
+            raise BadInput(
+                f"{path} holds several free-text columns ({', '.join(map(repr, plan.text))}): a text run learns "
+                f"from one. Name it with --text COL (data.text) and drop the others from the file, or join them "
+                "into one column."
+            )
+        features = features.drop(columns=plan.empty)
+        return _text_table(path, features, y, plan.text[0], named=False, time=time, groups=groups, notes=notes)
+    elif cfg.kind == "text":
+        raise BadInput(
+            f"data.kind is 'text' but no column of {path} holds free text (mostly distinct, multi-word strings). "
+            "Name the text column with --text COL."
+        )
     if len(plan.empty) == features.shape[1]:
         raise BadInput(
             f"Every feature column of {path} has no values ({', '.join(map(repr, plan.empty))}): there is "
@@ -181,6 +207,60 @@ def _table(path: Path, cfg: DataConfig) -> RawData:
         groups=groups,
         inferred={"numbers": plan.numbers, "dates": plan.dates},
         notes=notes + plan.notes,
+    )
+
+
+def _text_table(
+    path: Path,
+    features: pd.DataFrame,
+    y: np.ndarray,
+    column: str,
+    *,
+    named: bool,
+    time: np.ndarray | None,
+    groups: np.ndarray | None,
+    notes: list[str],
+) -> RawData:
+    """A table whose feature is one free-text column (docs/text.md): the text alone; other feature columns
+    are refused (no tabular branch beside the text encoder yet), empty texts dropped and counted."""
+    values = features[column]
+    texts = values.astype("string").str.strip()
+    empty = (texts.isna() | (texts == "")).to_numpy()
+    if empty.all():
+        raise BadInput(
+            f"Every row of the text column {column!r} of {path} is empty or whitespace: there is no text to learn "
+            "from. Check the column (--text names it) and the file."
+        )
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        raise BadInput(
+            f"The text column {column!r} of {path} holds numbers ({values.dtype}), not text. Name the column that "
+            "holds the text with --text, or drop --text to train on the table's columns."
+        )
+    others = [str(c) for c in features.columns if c != column]
+    if others:
+        raise BadInput(
+            f"{path} mixes the text column {column!r} with other feature columns ({', '.join(map(repr, others[:8]))}"
+            f"{' ...' if len(others) > 8 else ''}): tunesmith trains text models on the text alone. Drop those "
+            "columns from the file (or write what matters of them into the text), or pass the table without the "
+            "text column to train on the others (docs/text.md)."
+        )
+    said = (
+        f"Column {column!r} of {path} is the text (--text): tokenized on the training rows."
+        if named
+        else f"Column {column!r} of {path} is free text (mostly distinct, multi-word strings): trained as text (a "
+        f"tokenizer fitted on the training rows), never one-hot encoded. --text {column} says so explicitly."
+    )
+    notes = [*notes, said]
+    if empty.any():
+        notes.append(f"{int(empty.sum())} of {len(texts)} rows of {path} have an empty text {column!r}: dropped.")
+    keep = ~empty
+
+    def pick(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a[keep]
+
+    x = pd.DataFrame({column: texts[keep].astype(str).to_numpy(dtype=object)})
+    return RawData(
+        path.stem, x, y[keep], "text", time=pick(time), groups=pick(groups), inferred={"text": column}, notes=notes
     )
 
 
@@ -282,8 +362,8 @@ def _image_folder(root: Path) -> RawData:
     ]
     if not files:
         raise BadInput(
-            f"The image folder {root} holds no images. Expected {root}/<class>/*.png (or .jpg), "
-            "one sub-folder per class."
+            f"The folder {root} holds no images and no .txt files. Expected {root}/<class>/*.png (or .jpg) for "
+            f"images or {root}/<class>/*.txt for text, one sub-folder per class."
         )
 
     def unreadable(f: Path, exc: Exception) -> BadInput:
@@ -321,3 +401,24 @@ def _image_folder(root: Path) -> RawData:
     x = np.stack(images).transpose(0, 3, 1, 2) / 255.0  # (N, C, H, W) in [0, 1]
     labels = np.array([classes[i] for _, i in files])
     return RawData(root.name, x.astype(np.float32), labels, "image", notes=notes)
+
+
+def _is_text_folder(root: Path) -> bool:
+    """Class folders of .txt files and no image (beside images, a .txt is a note about them)."""
+    files = [f.suffix.lower() for f in root.glob("*/*")]
+    return ".txt" in files and not any(suffix in IMAGE_SUFFIXES for suffix in files)
+
+
+def _text_folder(root: Path) -> RawData:
+    """`root/<class>/*.txt`: one example per file, its folder's name the label; empty files dropped, counted."""
+    files = sorted(root.glob("*/*.txt"))
+    texts = [read_text(f, "text file").strip() for f in files]  # an undecodable file is named
+    empty = sum(not t for t in texts)
+    if empty == len(texts):
+        raise BadInput(f"Every .txt file under {root} is empty or whitespace: there is no text to learn from.")
+    notes = [f"{root} is a text folder: {len(files)} .txt files in {len({f.parent for f in files})} class folders."]
+    if empty:
+        notes.append(f"{empty} of {len(files)} .txt files under {root} are empty or whitespace: dropped.")
+    kept = [(t, f.parent.name) for t, f in zip(texts, files, strict=True) if t]
+    x = pd.DataFrame({"text": np.array([t for t, _ in kept], dtype=object)})
+    return RawData(root.name, x, np.array([c for _, c in kept]), "text", inferred={"text": "text"}, notes=notes)

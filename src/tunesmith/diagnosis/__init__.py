@@ -7,7 +7,7 @@
     diag.findings[0].evidence   # the numbers behind a verdict: value, threshold, curves
     diag.to_json("runs/x")      # findings.json
 
-Thirty-three checks in three groups (data, model, short run; docs/doctor.md lists each with its
+Forty-one checks in three groups (data, text included; model; short run; docs/doctor.md lists each with its
 method and threshold) read a `Context` of private copies: the user's model and tensors are never
 modified, and the global RNG state is restored afterwards. `doctor_recipe` builds the same setup
 the way `tunesmith fit` would (load -> prepare -> resolve -> build) for the CLI.
@@ -29,20 +29,24 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from tunesmith.diagnosis.base import Check, check_ids, create_check, register_check
-from tunesmith.diagnosis.context import Context
+from tunesmith.diagnosis.context import Context, Texts
 from tunesmith.diagnosis.finding import SEVERITY, Finding
 from tunesmith.diagnosis.inputs import build_context, optimizer_name, read_inputs
 from tunesmith.diagnosis.runner import run_all
 from tunesmith.recipe import Recipe
 from tunesmith.run import write_json
 from tunesmith.train.losses import LossFn
+
+if TYPE_CHECKING:
+    from tunesmith.runsetup import RunSetup
 
 __all__ = [
     "SEVERITY",
@@ -192,7 +196,10 @@ def doctor_recipe(
             "duplicates_dropped": setup.loaded.notes.get("duplicates_dropped", 0),
         }
         names = _feature_names(prep.preprocessor.state)
-        ctx = build_context(inputs, setup.new_model(), setup.recipe, steps=steps, feature_names=names, notes=notes)
+        texts = _texts(setup)
+        ctx = build_context(
+            inputs, setup.new_model(), setup.recipe, steps=steps, feature_names=names, notes=notes, texts=texts
+        )
         return _diagnose(ctx, checks, started)
 
 
@@ -204,6 +211,23 @@ def _diagnose(ctx: Context, checks: Sequence[str] | None, started: float) -> Dia
     finally:
         ctx.restore_loader()  # the user's DataLoader RNGs end where they started
     return Diagnosis(findings, timings, clock.perf_counter() - started)
+
+
+def _texts(setup: RunSetup) -> Texts:
+    """The raw strings of fold 0 for the text checks: a text run's texts per split, a table's one-hot columns."""
+    state, raw, fold = setup.prep.preprocessor.state, setup.loaded.raw, setup.loaded.folds[0]
+    labels = None if raw.y is None or setup.facts.task != "classification" else raw.y[fold.train]
+    classes = setup.prep.preprocessor.classes or []
+    if not isinstance(raw.x, pd.DataFrame):  # images and sequences hold no strings
+        return Texts(state, labels=labels, classes=classes)
+    if state["kind"] == "text":
+        column = raw.x.columns[0]
+        splits = {"train": raw.x[column].iloc[fold.train].tolist(), "val": raw.x[column].iloc[fold.val].tolist()}
+        if isinstance(setup.loaded.x_test, pd.DataFrame):
+            splits["test"] = setup.loaded.x_test[column].tolist()
+        return Texts(state, splits, labels, classes)
+    categories = {c["name"]: raw.x[c["name"]].iloc[fold.train] for c in state["categorical"]}
+    return Texts(state, labels=labels, classes=classes, categories=categories)
 
 
 def _feature_names(state: dict[str, Any]) -> list[str] | None:

@@ -25,6 +25,7 @@ GROUPS = ("data", "model", "run")
 BUILTIN_MODULES = (  # registration order is the order of findings and of docs/doctor.md
     "data_checks",
     "leakage_checks",
+    "text_checks",
     "loss_checks",
     "model_checks",
     "run_checks",

@@ -20,6 +20,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -31,13 +32,24 @@ from tunesmith.train.losses import LossFn
 from tunesmith.train.optim import make_optimizer
 from tunesmith.train.trainer import DataArg, resolve_device
 
-__all__ = ["MAX_ROWS", "PROBE_ROWS", "Context", "OptimizerFactory"]
+__all__ = ["MAX_ROWS", "PROBE_ROWS", "Context", "OptimizerFactory", "Texts"]
 
 OptimizerFactory = Callable[[nn.Module], torch.optim.Optimizer]
 MAX_ROWS = 20_000  # data checks read at most this many rows per split (a seeded sample beyond it) ...
 MAX_CELLS = 20_000_000  # ... and at most this many values (160 MB as float64) for wide samples (images)
 PROBE_ROWS = 256  # rows of the probe batch that activation and gradient statistics are measured on
 EVAL_ROWS = 512  # rows of each split evaluated at the short run's checkpoints
+
+
+@dataclass(frozen=True)
+class Texts:
+    """The raw strings behind a recipe's inputs, which token ids and one-hot columns hide (text_checks.py)."""
+
+    state: dict[str, Any]  # the fold's preprocessor state (text: the tokenizer, max_length, truncated share)
+    splits: dict[str, list[str]] = field(default_factory=dict)  # a text run's train/val/test texts
+    labels: np.ndarray | None = None  # the training rows' labels, as given (classification)
+    classes: list[Any] = field(default_factory=list)  # class labels (classification)
+    categories: dict[str, pd.Series] = field(default_factory=dict)  # tables: one-hot encoded columns, training rows
 
 
 @dataclass(eq=False)
@@ -62,6 +74,7 @@ class Context:
     groups: tuple[np.ndarray, np.ndarray] | None = None  # (g_train, g_val)
     feature_names: list[str] | None = None  # tabular column names
     notes: dict[str, Any] = field(default_factory=dict)  # facts from loading raw data (imputed, dropped)
+    texts: Texts | None = None  # the raw strings (doctor_recipe); None for a user's arrays
     steps: int = 200  # optimizer steps of the short run
     loss_error: str | None = None  # why loss_fn cannot be evaluated on the model's outputs (a mismatch)
     output_shape: tuple[int, ...] = ()  # the model's output per sample, e.g. (C,)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tunesmith.diagnosis.context import Context
+from tunesmith.diagnosis.context import Context, Texts
 from tunesmith.diagnosis.reading import Split, canonical_order, impute, loader_states, materialize, pair
 from tunesmith.diagnosis.targets import infer_task, loss_family, multilabel, n_classes
 from tunesmith.errors import BadInput, must_be
@@ -149,6 +149,7 @@ def build_context(
     steps: int = 200,
     feature_names: list[str] | None = None,
     notes: dict[str, Any] | None = None,
+    texts: Texts | None = None,
 ) -> Context:
     """The checks' Context: the model (`recipe`'s default one when None) and the run settings of `recipe.train`.
 
@@ -185,6 +186,7 @@ def build_context(
         feature_names=feature_names or tr.names,
         notes={**(notes or {}), **({"nonfinite": inputs.nonfinite} if inputs.nonfinite else {})},
         steps=steps,
+        texts=texts,
         _loader_states=inputs.loader_states,
     )
     ctx.output_shape, ctx.loss_error = _check_forward(ctx)

@@ -3,7 +3,8 @@
 Each family registers a builder with `@register_family(name)`; `build_model` looks the family up (an
 unknown name raises `BadInput` with the closest one), builds it from the recipe and the data's shape, and
 initializes it (T13). mlp, cnn and rnn return logits (B, n_outputs): the trainer picks the loss (T12),
-and binary classification uses n_outputs=1. The autoencoder returns a reconstruction of its input.
+and binary classification uses n_outputs=1. The autoencoder returns a reconstruction of its input. Text
+(token ids) is read by bag, cnn, rnn and transformer, built from models/text.py (docs/text.md).
 
 The `aux_loss` convention: any model may expose an attribute `aux_loss`, a scalar tensor set by its
 latest `forward`, which the trainer adds to the task loss; a model without one, or with `aux_loss` None,
@@ -50,32 +51,39 @@ from tunesmith.models.blocks import (
 )
 from tunesmith.models.init import init_weights, set_dropout
 from tunesmith.models.layers import get_act_layer, get_norm_layer, lookup
+from tunesmith.models.text import Bag, HashedBigrams, TextCNN, TextRNN, TextTransformer, TokenLayerNorm
 from tunesmith.recipe import DataFacts, ModelConfig
 from tunesmith.registry import registrar
 
 __all__ = ["CNN", "MLP", "RNN", "AutoEncoder", "FamilyBuilder", "build_model", "register_family"]
 
-_RANKS = {"tabular": 1, "sequence": 2, "image": 3}  # kind -> length of one sample's shape
-_SHAPES = {"tabular": "(F,)", "sequence": "(T, C)", "image": "(C, H, W)"}
+_RANKS = {"tabular": 1, "sequence": 2, "image": 3, "text": 1}  # kind -> length of one sample's shape
+_SHAPES = {"tabular": "(F,)", "sequence": "(T, C)", "image": "(C, H, W)", "text": "(max_length,) token ids"}
+TEXT_FAMILIES = ("bag", "cnn", "rnn", "transformer")  # read token ids (models/text.py); bag, transformer only them
+BIGRAM_BUCKETS = 4  # hashed word-pair ids per vocabulary word (bag.bigrams), at most MAX_BUCKETS: fewer collide
+MAX_BUCKETS = 2**16  # more; each bucket is an embedding row (memory and optimizer state)
 _HEADS: dict[str, type[Head]] = {"gap": GapHead, "flatten": FlattenHead}
 _RESOLVE_HINT = "Resolve the recipe first: tunesmith.recipe.resolve(recipe, facts)."
 # T44: depth 0 leaves a CNN without a stage and an RNN without a recurrent layer: what is left of either is
 # the output Linear over the flattened input, the MLP's depth 0 (the linear model), so they build that. The
-# tune's capacity stage can then offer the linear model whichever family a trial reads the data with.
-LINEAR_AT_DEPTH_0 = ("cnn", "rnn")
+# tune's capacity stage can then offer the linear model whichever family a trial reads the data with. Over
+# text, what is left of cnn, rnn or transformer is the linear head over the averaged word embeddings: the bag.
+LINEAR_AT_DEPTH_0 = ("cnn", "rnn", "transformer")
 
 
 class FamilyBuilder(Protocol):
     """What `@register_family` takes: a function from a resolved ModelConfig and the data's shape to a model."""
 
-    def __call__(self, cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module: ...
+    def __call__(
+        self, cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_outputs: int, vocab_size: int
+    ) -> nn.Module: ...
 
 
 _FAMILIES: dict[str, FamilyBuilder] = {}
 
 
 def register_family(name: str) -> Callable[[FamilyBuilder], FamilyBuilder]:
-    """Register a builder `(cfg, *, kind, input_shape, n_outputs) -> nn.Module` under `name` (unique)."""
+    """Register a builder `(cfg, *, kind, input_shape, n_outputs, vocab_size) -> nn.Module` under `name` (unique)."""
     return registrar(_FAMILIES, "model family", name)
 
 
@@ -84,14 +92,20 @@ def fresh_model(cfg: ModelConfig, facts: DataFacts, user: nn.Module | None = Non
     place), or `cfg`'s family built for the data."""
     if user is not None:
         return copy.deepcopy(user)
-    return build_model(cfg, kind=facts.kind, input_shape=facts.input_shape, n_outputs=facts.n_outputs)
+    return build_model(
+        cfg, kind=facts.kind, input_shape=facts.input_shape, n_outputs=facts.n_outputs, vocab_size=facts.vocab_size
+    )
 
 
-def build_model(cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+def build_model(
+    cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_outputs: int, vocab_size: int = 0
+) -> nn.Module:
     """Build and initialize the model of a resolved `cfg` for samples of `input_shape`.
 
-    kind: tabular (F,), sequence (T, C) or image (C, H, W); the shape of one sample, without the batch.
+    kind: tabular (F,), sequence (T, C), image (C, H, W) or text (max_length,) token ids; the shape of one
+        sample, without the batch.
     n_outputs: logits per sample (classes, 1 for binary, target columns); ignored by the autoencoder.
+    vocab_size: text only: the tokenizer's vocabulary, the embedding's rows (ids 0 .. vocab_size - 1).
     """
     lookup(_RANKS, kind, param="kind", owner="data")
     if len(input_shape) != _RANKS[kind] or min(input_shape, default=0) < 1:
@@ -104,13 +118,26 @@ def build_model(cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_
         if getattr(cfg, field) == "auto":
             raise BadInput(must_be(field, "model", "resolved (not 'auto')", "auto", hint=_RESOLVE_HINT))
     family = lookup(_FAMILIES, cfg.family, param="family")
+    _check_text(cfg.family, kind, vocab_size)
     if cfg.depth == 0 and cfg.family in LINEAR_AT_DEPTH_0:  # no stage or recurrent layer: only the output Linear
-        family = _FAMILIES["mlp"]
-    model = family(cfg, kind=kind, input_shape=tuple(input_shape), n_outputs=n_outputs)
+        family = _FAMILIES["bag" if kind == "text" else "mlp"]
+    model = family(cfg, kind=kind, input_shape=tuple(input_shape), n_outputs=n_outputs, vocab_size=vocab_size)
     init_weights(model, scheme=cfg.init, activation=cfg.activation)
     if isinstance(model, MLP) and cfg.depth == 0:  # T13: without hidden units there is no symmetry to break:
         nn.init.zeros_(model.fc.weight)  # start from the constant predictor, the convex optimum's nearest guess
     return model
+
+
+def _check_text(family: str, kind: str, vocab_size: int) -> None:
+    """Text is read by TEXT_FAMILIES only, and those families' embeddings need the vocabulary."""
+    if kind == "text" and family not in TEXT_FAMILIES:
+        hint = f"{family} reads numbers, not token ids; bag is the default for text (docs/text.md)."
+        raise BadInput(must_be("family", "model", f"one of {', '.join(TEXT_FAMILIES)} for text", family, hint=hint))
+    if kind != "text" and family in ("bag", "transformer"):
+        hint = "They read token ids: pass text (data.text), or choose mlp, cnn or rnn."
+        raise BadInput(must_be("family", "model", f"mlp, cnn or rnn for {kind} data", family, hint=hint))
+    if kind == "text" and vocab_size < 3:  # [PAD], [UNK] and at least one word
+        raise BadInput(must_be("vocab_size", "build_model", "an int >= 3 for text", vocab_size))
 
 
 def _need(cfg: ModelConfig, field: str) -> int:
@@ -273,13 +300,33 @@ def _mlp_block(cfg: ModelConfig) -> Callable[[int, int], nn.Module]:
 
 
 @register_family("mlp")
-def _build_mlp(cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+def _build_mlp(
+    cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_outputs: int, vocab_size: int
+) -> nn.Module:
     in_features = math.prod(input_shape)  # images and sequences are flattened
     return MLP(in_features, n_outputs, width=_need(cfg, "width"), depth=_need(cfg, "depth"), block=_mlp_block(cfg))
 
 
 @register_family("cnn")
-def _build_cnn(cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+def _build_cnn(
+    cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_outputs: int, vocab_size: int
+) -> nn.Module:
+    if kind == "text":
+        return TextCNN(
+            vocab_size=vocab_size,
+            embed_dim=_need(cfg, "embed_dim"),
+            width=_need(cfg, "width"),
+            depth=_need(cfg, "depth"),
+            conv_block=partial(
+                ConvNormAct,
+                kernel_size=cfg.kernel_size,
+                conv_layer=nn.Conv1d,
+                norm_layer=TokenLayerNorm if cfg.norm == "layer" else get_norm_layer(cfg.norm, dims=1),
+                act_layer=get_act_layer(cfg.activation),
+            ),
+            n_outputs=n_outputs,
+            dropout=cfg.dropout,
+        )
     adapter: nn.Module
     if kind == "image":  # (C, H, W): 2-d convs
         adapter, channels, size = nn.Identity(), input_shape[0], input_shape[1:]
@@ -331,7 +378,21 @@ def _stage_block(
 
 
 @register_family("rnn")
-def _build_rnn(cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+def _build_rnn(
+    cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_outputs: int, vocab_size: int
+) -> nn.Module:
+    if kind == "text":
+        return TextRNN(
+            vocab_size=vocab_size,
+            embed_dim=_need(cfg, "embed_dim"),
+            cell=lookup({"lstm": nn.LSTM, "gru": nn.GRU}, cfg.cell, param="cell"),
+            width=_need(cfg, "width"),
+            depth=_need(cfg, "depth"),
+            bidirectional=cfg.bidirectional,
+            norm_layer=get_norm_layer(cfg.norm, dims=0),
+            n_outputs=n_outputs,
+            dropout=cfg.dropout,
+        )
     if kind == "image":  # (C, H, W) read row by row: (H, C * W)
         adapter: nn.Module = nn.Sequential(Transpose(1, 2), nn.Flatten(2))
         in_features = input_shape[0] * input_shape[2]
@@ -353,7 +414,9 @@ def _build_rnn(cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_o
 
 
 @register_family("autoencoder")
-def _build_autoencoder(cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+def _build_autoencoder(
+    cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_outputs: int, vocab_size: int
+) -> nn.Module:
     return AutoEncoder(
         input_shape,
         width=_need(cfg, "width"),
@@ -362,6 +425,43 @@ def _build_autoencoder(cfg: ModelConfig, *, kind: str, input_shape: tuple[int, .
         denoise=cfg.denoise,
         sparsity=cfg.sparsity,
         block=_mlp_block(cfg),
+    )
+
+
+@register_family("bag")
+def _build_bag(
+    cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_outputs: int, vocab_size: int
+) -> nn.Module:
+    buckets = min(MAX_BUCKETS, BIGRAM_BUCKETS * vocab_size) if cfg.bigrams else 0
+    embed_dim = _need(cfg, "embed_dim")
+    body, features = _stack(_mlp_block(cfg), 2 * embed_dim, _need(cfg, "width"), _need(cfg, "depth"))  # mean, max
+    return Bag(
+        ngrams=HashedBigrams(vocab_size, buckets) if buckets else nn.Identity(),
+        n_ids=vocab_size + buckets,
+        embed_dim=embed_dim,
+        body=body,
+        features=features,
+        n_outputs=n_outputs,
+        dropout=cfg.dropout,
+    )
+
+
+@register_family("transformer")
+def _build_transformer(
+    cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_outputs: int, vocab_size: int
+) -> nn.Module:
+    embed_dim = _need(cfg, "embed_dim")
+    act = "gelu" if cfg.activation == "gelu" else "relu"  # what nn.TransformerEncoderLayer offers
+    return TextTransformer(
+        vocab_size=vocab_size,
+        max_length=input_shape[0],
+        embed_dim=embed_dim,
+        heads=next(h for h in (4, 2, 1) if embed_dim % h == 0),  # 4 heads of 32 at the default 128
+        width=_need(cfg, "width"),
+        depth=_need(cfg, "depth"),
+        act=act,
+        n_outputs=n_outputs,
+        dropout=cfg.dropout,
     )
 
 

@@ -35,6 +35,7 @@ class RunFiles:
     findings = cached_property(lambda self: self._json("findings.json"))
     compare = cached_property(lambda self: self._json("compare.json"))
     failed = cached_property(lambda self: self._json("failed.json"))
+    preprocess = cached_property(lambda self: self._json("preprocess.json"))
 
     @cached_property
     def recipe(self) -> dict[str, Any] | None:

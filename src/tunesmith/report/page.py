@@ -36,6 +36,7 @@ from tunesmith.report.sections import (
     Residuals,
     Summary,
 )
+from tunesmith.report.text import TokenLengths
 
 __all__ = ["BUILT_IN", "SECTIONS", "Section", "get_sections", "register_section"]
 
@@ -53,6 +54,7 @@ BUILT_IN: tuple[type[Section], ...] = (
     Summary,
     Baselines,
     RecipeChoices,
+    TokenLengths,
     Curves,
     LearningRate,
     RangeTest,

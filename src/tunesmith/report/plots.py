@@ -207,6 +207,19 @@ def confusion(report: dict[str, Any]) -> Figure:
 
 
 @styled
+def token_lengths(lengths: dict[str, Any], *, max_length: int) -> Figure:
+    """Text: the training rows' token counts (a histogram stored by the tokenizer) and the max length cut."""
+    fig = new_figure()
+    ax = fig.add_subplot()
+    edges = np.asarray(lengths["edges"], dtype=float)
+    ax.stairs(lengths["counts"], edges, fill=True, alpha=0.7)
+    ax.axvline(max_length, color="C3", lw=1.5, ls="--", label=f"max_length {max_length}")
+    ax.set(xlabel="tokens per training text", ylabel="rows", title="token lengths (training rows)")
+    ax.legend()
+    return fig
+
+
+@styled
 def residuals(true: np.ndarray, pred: np.ndarray, *, target: str) -> Figure:
     """Regression: predicted vs true, residuals vs predicted, and the residuals' histogram."""
     fig = new_figure(width=9.6, height=3.0)

@@ -69,6 +69,9 @@ RECIPE_TRICKS = {
     "data.max_categories": "T02",
     "data.categorical": "T02",
     "data.pad_pow2": "T08",
+    "data.vocab_size": "T02",  # text: the tokenizer's vocabulary, fitted on the training rows like any encoding
+    "data.min_count": "T02",
+    "data.max_length": "T08",  # text: the fixed length token ids are padded (or cut) to
     "data.augment": "T06",
     "model.family": "T10",
     "model.width": "T22",
@@ -86,6 +89,8 @@ RECIPE_TRICKS = {
     "model.neck": "T21",
     "model.cell": "T19",
     "model.bidirectional": "T19",
+    "model.embed_dim": "T13",  # text: the embedding, truncated-normal initialized
+    "model.bigrams": "T10",  # text: fastText's word pairs in the bag
     "model.code_size": "T20",
     "model.sparsity": "T20",
     "model.denoise": "T20",
@@ -113,6 +118,7 @@ RECIPE_TRICKS = {
     "train.device": "T54",
     "train.threads": "T54",
     "train.monitor": "T65",
+    "train.dynamic_padding": "T07",  # text: each batch cut to its longest row
     "tune": "T52",
     "tune.strategy": "T53",
     "tune.shares": "T53",

@@ -2,10 +2,11 @@
 
 The step reads like nanoGPT's: forward/backward with accumulation (T33), clip (T34), step,
 max-norm (T42), zero_grad(set_to_none=True), schedule (T32), then callbacks. In-memory data are
-batched by index on the device (no per-sample collation, T07 reshuffle every epoch); a Dataset
-or DataLoader works too. The epoch's loss is summed on the device and read once per epoch (one
-host sync). Training randomness (shuffling, augmentation, dropout) comes from torch RNGs only,
-whose states go into checkpoints, so a resumed run continues exactly (T50).
+batched by index on the device (no per-sample collation, T07 reshuffle every epoch; token ids cut
+to each batch's longest row when `train.dynamic_padding` is on); a Dataset or DataLoader works too.
+The epoch's loss is summed on the device and read once per epoch (one host sync). Training
+randomness (shuffling, augmentation, dropout) comes from torch RNGs only, whose states go into
+checkpoints, so a resumed run continues exactly (T50).
 """
 
 from __future__ import annotations
@@ -55,7 +56,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 class TensorBatches:
-    """Index-sliced mini-batches of in-memory tensors already on the device."""
+    """Index-sliced mini-batches of in-memory tensors already on the device.
+
+    lengths: token ids (N, L) right-padded with 0 (text): each row's length, on the host. Each batch is then
+    cut to its longest row (dynamic padding), read from these host numbers: no device sync per batch.
+    """
 
     def __init__(
         self,
@@ -65,8 +70,10 @@ class TensorBatches:
         *,
         shuffle: bool,
         generator: torch.Generator | None = None,
+        lengths: torch.Tensor | None = None,
     ) -> None:
         self.x, self.y, self.batch_size, self.shuffle, self.generator = x, y, batch_size, shuffle, generator
+        self.lengths = lengths
 
     def __len__(self) -> int:
         return math.ceil(self._rows() / self.batch_size)
@@ -80,12 +87,22 @@ class TensorBatches:
         n = self._rows()
         if not self.shuffle:
             for i in range(0, n, self.batch_size):
-                yield self.x[i : i + self.batch_size], self.y[i : i + self.batch_size]
+                yield (
+                    self._trim(self.x[i : i + self.batch_size], slice(i, i + self.batch_size)),
+                    self.y[i : i + self.batch_size],
+                )
             return
-        order = torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
+        host = torch.randperm(len(self.x), generator=self.generator)
+        order = host.to(self.x.device)
         for i in range(0, n, self.batch_size):
             idx = order[i : i + self.batch_size]
-            yield self.x[idx], self.y[idx]
+            yield self._trim(self.x[idx], host[i : i + self.batch_size]), self.y[idx]
+
+    def _trim(self, xb: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
+        """Dynamic padding: the batch without the pad columns beyond its longest row (at least one column)."""
+        if self.lengths is None:
+            return xb
+        return xb[:, : max(1, int(self.lengths[rows].max()))]  # host numbers: no device sync
 
 
 class Trainer:
@@ -146,6 +163,7 @@ class Trainer:
             self.cfg.batch_size if train else EVAL_BATCH,  # type: ignore[arg-type]
             shuffle=train,
             generator=self.generator,
+            lengths=_token_lengths(x) if self.cfg.dynamic_padding is True else None,
         )
 
     # ---- training ------------------------------------------------------------------------------
@@ -360,6 +378,14 @@ def _as_tensor(a: Any, device: torch.device) -> torch.Tensor:
     if t.is_floating_point() and t.dtype != torch.float32:
         t = t.float()
     return t.to(device)
+
+
+def _token_lengths(x: torch.Tensor) -> torch.Tensor | None:
+    """Each row's length of right-padded token ids (N, L), on the host (one sync per call, not per batch);
+    None for inputs that are not token ids (floats, or more than two dims): those are never trimmed."""
+    if x.is_floating_point() or x.ndim != 2:
+        return None
+    return (x != 0).sum(dim=1).cpu()  # 0 is the pad id (data/text.py PAD_ID); (N,)
 
 
 def _accumulation(cfg: TrainConfig) -> int:

@@ -14,7 +14,7 @@ error of it (the simpler of two models that validation cannot tell apart, as the
 Its trainings are priced into --timeout (worker.TimeBudget `check_runs`).
 
 Skipped, with the reason recorded, under `tune.final: network`, and where there is no linear model to
-solve: reconstruction, a user's own model, or a training matrix beyond the baselines' size budget
+solve: reconstruction, text, a user's own model, or a training matrix beyond the baselines' size budget
 (baselines.MAX_CELLS).
 """
 
@@ -109,6 +109,8 @@ def _why_not(best: Recipe, setups: SetupCache) -> str:
     prep = setups.get(best).prep
     if prep.facts.task not in ("classification", "regression"):
         return f"{prep.facts.task}: no linear model is solved for it"
+    if prep.facts.kind == "text":  # the text families' own linear model is the bag at depth 0, searched already
+        return "text: a linear model of token ids in their positions means nothing (the baseline reads TF-IDF)"
     rows, cells = len(prep.x_train), int(np.prod(prep.x_train.shape))
     if cells > MAX_CELLS:
         return f"{rows:,} training rows x {cells // max(rows, 1):,} features exceed the linear model's budget"

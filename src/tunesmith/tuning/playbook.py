@@ -408,7 +408,11 @@ def _family_choice(
     cols = evidence.get("family", {}).get("columns")
     what = f"the {cols['count']} columns {cols['first']}..{cols['last']}" if cols else "the columns"
     family = chosen.params["model.family"]
-    if chosen.params.get("model.depth") == 0:
+    if evidence.get("family", {}).get("kind") == "text":
+        reading = f"the text read by {family}" + (
+            " (depth 0: the bag's linear head)" * (chosen.params.get("model.depth") == 0)
+        )
+    elif chosen.params.get("model.depth") == 0:
         reading = f"{what} read by the linear model (depth 0: the same model in every family)"
     elif family == "mlp":
         reading = f"{what} read as a table (mlp)"

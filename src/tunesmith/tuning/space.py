@@ -18,15 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 from tunesmith.data.series import MAX_MEAN_SPREAD, MAX_STD_RATIO
 from tunesmith.errors import BadInput
+from tunesmith.models.families import TEXT_FAMILIES
 from tunesmith.tuneconfig import ParamSpec
 
 if TYPE_CHECKING:
     from tunesmith.recipe import DataFacts, Recipe
 
-__all__ = ["SEQUENCE_FAMILIES", "ambiguous_kind", "check_space", "default_space", "space_to_json"]
+__all__ = ["EMBED_DIMS", "SEQUENCE_FAMILIES", "ambiguous_kind", "check_space", "default_space", "space_to_json"]
 
 # T10: a series read as a table (mlp), or as a sequence: local patterns (1-D cnn), order and memory (rnn)
 SEQUENCE_FAMILIES = ("mlp", "cnn", "rnn")
+EMBED_DIMS = [64, 128, 256]  # text: the embedding sizes the capacity stage tries (T13)
 
 
 def check_space(space: dict[str, ParamSpec]) -> None:
@@ -55,7 +57,10 @@ def check_space(space: dict[str, ParamSpec]) -> None:
 
 
 def ambiguous_kind(recipe: Recipe, facts: DataFacts) -> dict[str, Any] | None:
-    """T10: the evidence that the input kind is a guess, or None when it is not.
+    """T10: the evidence that makes the model family a choice (the input kind is a guess, or text), or None.
+
+    Text (data.kind text, model.family not given): bag, cnn, rnn and transformer all read token ids; the
+    capacity stage tries TEXT_FAMILIES and the embedding size.
 
     A table whose feature columns form one ordered series on a common scale (data/series.py: `lag_1 ..
     lag_24`, `x0 .. x63`, an unnamed (N, F >= 16) array) may be a table of features or a batch of 1-D
@@ -63,6 +68,13 @@ def ambiguous_kind(recipe: Recipe, facts: DataFacts) -> dict[str, Any] | None:
     SEQUENCE_FAMILIES and the validation score decides. The evidence is recorded with the plan and the
     capacity stage's decision (tuning.json)."""
     d, m, s = recipe.data, recipe.model, facts.series
+    if facts.kind == "text" and m.family == "auto" and m.custom is None:  # T10 has no rule for text: try them
+        return {
+            "kind": "text",
+            "families": list(TEXT_FAMILIES),
+            "why": "text is read as a bag of words (the default, T22: start simple), by 1-D convolutions over words, "
+            "a recurrent network or a transformer encoder; which suits these data is for validation to say",
+        }
     unsaid = d.kind == "auto" and m.family == "auto" and m.custom is None
     if not unsaid or facts.kind != "tabular" or s is None:
         return None
@@ -94,21 +106,39 @@ def default_space(
     """
     m, t = recipe.model, recipe.train
     family = m.family
-    widths = {"mlp": [64, 128, 256, 512], "cnn": [16, 32, 64], "rnn": [32, 64, 128], "autoencoder": [64, 128, 256]}
-    depths = {"mlp": (0, 4), "cnn": (1, _pooling_stages(facts)), "rnn": (1, 3), "autoencoder": (1, 3)}
+    widths = {
+        "mlp": [64, 128, 256, 512],
+        "cnn": [64, 128, 256] if facts.kind == "text" else [16, 32, 64],  # text: filters per layer (Kim 2014)
+        "rnn": [32, 64, 128],
+        "autoencoder": [64, 128, 256],
+        "bag": [64, 128, 256],  # hidden units over the averaged embeddings (depth > 0)
+        "transformer": [128, 256, 512],  # feed-forward units
+    }
+    depths = {
+        "mlp": (0, 4),
+        "cnn": (1, _pooling_stages(facts)),
+        "rnn": (1, 3),
+        "autoencoder": (1, 3),
+        "bag": (0, 2),  # 0: fastText's linear head
+        "transformer": (1, 4),
+    }
     lr = (1e-3, 3e-1) if t.optimizer == "sgd" else (1e-4, 3e-2)  # T31: sgd wants ~10x the adaptive optimizers' LR
     batches = [b for b in (16, 32, 64, 128, 256) if b * 4 <= facts.n_train][-4:]  # T07: >= 4 steps an epoch
     space: dict[str, ParamSpec] = {}
-    if ambiguous:  # T10 on evidence: the capacity stage tries both readings of the columns
-        space["model.family"] = ParamSpec(type="categorical", choices=list(SEQUENCE_FAMILIES))
+    text = facts.kind == "text"
+    if ambiguous:  # T10 on evidence: the capacity stage tries both readings of the columns (or every text family)
+        families = TEXT_FAMILIES if text else SEQUENCE_FAMILIES
+        space["model.family"] = ParamSpec(type="categorical", choices=list(families))
         widths[family] = [32, 64, 128]  # sizes that suit every family
         depths[family] = (0, min(3, _pooling_stages(facts)))  # depth 0 is the linear model in each (models.families)
+    if text and m.custom is None and not user_model:
+        space["model.embed_dim"] = ParamSpec(type="categorical", choices=EMBED_DIMS)
     if m.custom is None and not user_model:  # a user model's architecture is its own
         space["model.width"] = ParamSpec(type="categorical", choices=widths.get(family, [64, 128, 256]))
         low, high = depths.get(family, (1, 3))
         space["model.depth"] = ParamSpec(type="int", low=low, high=high)
         space["model.activation"] = ParamSpec(type="categorical", choices=["relu", "gelu", "leaky_relu"])
-        norms = ["layer", "none"] if facts.kind == "sequence" else ["batch", "none"]
+        norms = ["layer", "none"] if facts.kind in ("sequence", "text") else ["batch", "none"]
         space["model.norm"] = ParamSpec(type="categorical", choices=norms)
     space["train.lr"] = ParamSpec(type="float", low=lr[0], high=lr[1], log=True)
     space["train.batch_size"] = ParamSpec(type="categorical", choices=batches or [16])
