@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from tunesmith.errors import BadInput, TrainingDiverged
 from tunesmith.recipe import TrainConfig
 from tunesmith.repro import torch_threads
-from tunesmith.train.callbacks import EVENTS, Callback, EarlyStopping, overrides, restore, snapshot
+from tunesmith.train.callbacks import EVENTS, Callback, EarlyStopping, FreezeBackbone, overrides, restore, snapshot
 from tunesmith.train.losses import LossFn, default_loss, score_outputs
 from tunesmith.train.optim import Schedule, make_optimizer, max_norm_, weight_penalty
 
@@ -131,7 +131,8 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.model = model.to(self.device)
         self.loss_fn = loss_fn if loss_fn is not None else default_loss(task)
-        self.callbacks = [EarlyStopping(cfg.early_stopping), *callbacks]  # T43 is part of every fit
+        frozen = [FreezeBackbone(cfg.freeze_epochs)] if cfg.freeze_epochs else []  # a backbone's frozen start
+        self.callbacks = [EarlyStopping(cfg.early_stopping), *frozen, *callbacks]  # T43 is part of every fit
         self.target_inverse = target_inverse
         self.generator = torch.Generator().manual_seed(cfg.seed)  # shuffling + augmentation
         self.history: list[dict[str, float]] = []
