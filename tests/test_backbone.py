@@ -136,7 +136,9 @@ def test_layer_wise_decay_gives_each_layer_its_documented_lr(bert: Path) -> None
     )
     assert t.warmup_epochs == pytest.approx(0.1 * t.epochs)
     model = build_backbone_model(recipe.model, n_outputs=3)
-    lr_of = {id(p): g["lr"] for g in make_optimizer(model, t).param_groups for p in g["params"]}
+    groups = make_optimizer(model, t).param_groups
+    assert groups[0]["lr"] == t.lr  # the top layer's group first: history.csv's lr is train.lr's schedule
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
     expected = {
         "backbone.embeddings.": t.lr * 0.9**LAYERS,  # the bottom: lr x decay^L
         "backbone.encoder.layer.0.": t.lr * 0.9,

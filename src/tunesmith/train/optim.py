@@ -53,14 +53,14 @@ def lr_scales(model: nn.Module, cfg: TrainConfig) -> list[tuple[list[nn.Paramete
     """Each parameter group and its factor on `train.lr`. One group at 1 for most models. For a model with
     `layer_groups()` (bottom to top: embeddings, layers 1..L, head; models/backbone.py), discriminative rates
     (ULMFiT; ELECTRA's layer-wise decay): the top layer L trains at lr, layer L - k at lr x layer_decay^k, the
-    embeddings at lr x layer_decay^L, the head at lr x head_lr_mult. General lower layers move least."""
+    embeddings at lr x layer_decay^L, the head at lr x head_lr_mult. General lower layers move least. Listed top
+    layer first: the optimizer's first group runs at lr itself, the rate history.csv records."""
     layered = getattr(model, "layer_groups", None)
     if layered is None:
         return [(list(model.parameters()), 1.0)]
     *body, head = layered()
     decay = cfg.layer_decay or 1.0
-    top = len(body) - 1
-    return [*((params, decay ** (top - k)) for k, params in enumerate(body)), (head, cfg.head_lr_mult or 1.0)]
+    return [*((params, decay**depth) for depth, params in enumerate(reversed(body))), (head, cfg.head_lr_mult or 1.0)]
 
 
 class Schedule:
