@@ -237,6 +237,16 @@ def test_predict_on_raw_strings_equals_the_runs_test_predictions(backbone_run: d
     assert accuracy == pytest.approx(result.metrics["test"]["accuracy"])
 
 
+def test_the_estimators_fine_tune_a_backbone_named_in_their_recipe(bert: Path) -> None:
+    from tunesmith.sklearn import NeuralClassifier
+
+    frame, fresh = topical(90, seed=1), topical(30, seed=2)
+    clf = NeuralClassifier(epochs=2, lr=1e-3, recipe={"model": {"backbone": str(bert)}})
+    clf.fit(frame["body"].tolist(), frame["label"].to_numpy())
+    assert clf.recipe_.model.family == "backbone" and clf.recipe_.data.max_length == 24
+    assert set(clf.predict(fresh["body"].tolist())) <= set(TOPICS)
+
+
 # ---- bad input: exit 2, one paragraph naming the file or field and the fix ---------------------------------
 def fit_cli(tmp_path: Path, backbone: str) -> Any:
     """`tunesmith fit` on a small text CSV with `backbone`, in this process (typer's runner)."""
