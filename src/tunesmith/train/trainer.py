@@ -316,7 +316,15 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a `state_dict()`: call after `start` (fit does, given `resume`)."""
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:  # other names or shapes: e.g. model.backbone's directory now holds another size
+            first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+            raise BadInput(
+                f"The checkpoint's weights do not fit this model ({first[:200]}): it was saved by another model, "
+                "such as a model.backbone directory since replaced by one of another hidden size. Restore the "
+                "model the run started with, or start a new run without --resume."
+            ) from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.history = list(state["history"])
