@@ -217,6 +217,9 @@ def test_fit_trains_the_backbone_end_to_end_and_writes_its_tokenizer_and_layer_w
     assert stored.encode(text).ids == [*original.encode(text).ids[:23], original.token_to_id("[SEP]")]
     layers = json.loads((run / "layer_weights.json").read_text())
     assert layers["layers"][0] == "embeddings" and len(layers["weights"]) == LAYERS + 1
+    page = (run / "report.html").read_text()
+    assert "the neck&#39;s layer weights" in page or "the neck's layer weights" in page
+    assert "backbone&#39;s own tokenizer" in page or "backbone's own tokenizer" in page
 
 
 def test_predict_on_raw_strings_equals_the_runs_test_predictions(backbone_run: dict[str, Any]) -> None:

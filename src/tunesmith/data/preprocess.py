@@ -75,7 +75,7 @@ class Preprocessor:
             fitted = pretrained_text(
                 _texts(x), tokenizer_file=found.tokenizer_file, max_length=cfg.max_length, limit=found.max_positions
             )
-            state.update(fitted, shape=[fitted["max_length"]])
+            state.update(fitted, shape=[fitted["max_length"]], backbone=str(found.path))
         elif kind == "text":
             fitted = fit_text(_texts(x), vocab_size=cfg.vocab_size, min_count=cfg.min_count, max_length=cfg.max_length)
             state.update(fitted, shape=[fitted["max_length"]])
