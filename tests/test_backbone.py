@@ -16,10 +16,11 @@ import torch
 from torch import nn
 
 from tunesmith.data import load_data
+from tunesmith.errors import BadInput
 from tunesmith.fitting import fit as ts_fit
 from tunesmith.models.backbone import ScalarMix, build_backbone_model, load_backbone
 from tunesmith.prediction import predict
-from tunesmith.recipe import DataConfig, DataFacts, ModelConfig, Recipe, resolve
+from tunesmith.recipe import DataConfig, DataFacts, ModelConfig, Recipe, load_recipe, resolve
 from tunesmith.train.callbacks import Callback
 from tunesmith.train.optim import make_optimizer
 from tunesmith.train.trainer import Trainer
@@ -101,6 +102,12 @@ def test_backbone_dropout_sets_every_rate_of_the_real_model_and_keep_leaves_them
     ids = torch.tensor([[2, 7, 8, 9, 3]])
     first, second = (off(input_ids=ids).last_hidden_state for _ in range(2))
     assert torch.equal(first, second)
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, "off", True])
+def test_backbone_dropout_is_keep_or_a_rate(bad: Any) -> None:
+    with pytest.raises(BadInput, match=r"'backbone_dropout' parameter of model must be 'keep' or a dropout rate"):
+        load_recipe(None, {"model.backbone_dropout": bad})
 
 
 def test_the_neck_mixes_every_layer_with_learned_weights(bert: Path) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
@@ -141,11 +141,16 @@ class ModelConfig(Section):
     # is encoded by its tokenizer and the model fine-tuned (models/backbone.py); fine-tuning defaults in train
     pooling: Literal["mean", "cls"] = "mean"  # backbone: the mean over the real tokens of the last layer (robust for
     # encoders not trained with a classification token, e.g. sentence embedders); cls: the first token's vector
-    backbone_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] | Literal["keep"] = (
-        "keep"  # T15: keep the pretrained rates
-    )
-    # (what the weights were trained with); 0 turns every dropout off (attention and hidden: small data, few
-    # epochs often gain), a rate sets them all
+    backbone_dropout: float | Literal["keep"] = "keep"  # T15: keep the pretrained rates (what the weights were
+    # trained with); 0 turns every dropout off (attention and hidden: small data, few epochs often gain), a rate
+    # sets them all
+
+    @field_validator("backbone_dropout", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> Any:
+        if value == "keep" or (isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1):
+            return value
+        raise ValueError("'keep' or a dropout rate in [0.0, 1.0)")
 
 
 class EarlyStopConfig(Section):
