@@ -446,7 +446,7 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
                     "lr": t.lr or default_lr,
                     "batch_size": batch_size,
                     "schedule": t.schedule if t.schedule != "auto" else schedule,
-                    "warmup_epochs": (0.1 * t.epochs if backbone else 0.0)
+                    "warmup_epochs": (WARMUP_SHARE * t.epochs if backbone else 0.0)
                     if t.warmup_epochs is None
                     else t.warmup_epochs,
                     "clip_norm": t.clip_norm or (1.0 if backbone else None),  # T34
