@@ -175,6 +175,12 @@ class Snapshots(Callback):
         )
 
 
+def test_a_frozen_start_without_a_backbone_is_refused_before_any_work() -> None:
+    facts = DataFacts(task="classification", kind="text", n_train=90, input_shape=(24,), n_outputs=3)
+    with pytest.raises(BadInput, match=r"train.freeze_epochs=2 freezes a pretrained backbone"):
+        resolve(Recipe.model_validate({"train": {"freeze_epochs": 2}}), facts)
+
+
 def test_the_frozen_start_freezes_exactly_the_backbone_for_exactly_n_epochs(bert: Path) -> None:
     recipe = resolved(bert, freeze_epochs=2, epochs=3, batch_size=8)
     torch.manual_seed(0)

@@ -401,6 +401,11 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
             "encoder model.backbone names. Set model.backbone to a model directory, or leave model.family at auto."
         )
     family = "backbone" if backbone else (m.family if m.family != "auto" else _family_for(facts))  # T10
+    if t.freeze_epochs and not backbone:
+        raise BadInput(
+            f"train.freeze_epochs={t.freeze_epochs} freezes a pretrained backbone, and model.backbone is not set. "
+            "Name one (model.backbone=DIR), or set train.freeze_epochs=0."
+        )
     pretrained = m.custom is not None and m.pretrained
     optimizer = t.optimizer if t.optimizer != "auto" else ("adam" if pretrained else "adamw")  # T30
     # T31; the bag's embeddings learn from averaged, sparse gradients: at 1e-3 they need dozens of epochs to
