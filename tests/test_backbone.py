@@ -123,6 +123,15 @@ def test_the_neck_mixes_every_layer_with_learned_weights(bert: Path) -> None:
     assert sum(model.layer_weights()) == pytest.approx(1.0)
 
 
+def test_pooling_reads_the_real_tokens_mean_or_the_first_token(bert: Path) -> None:
+    ids = torch.tensor([[2, 7, 8, 3, 0, 0], [2, 10, 11, 12, 13, 3]])  # the first row padded
+    for pooling in ("mean", "cls"):
+        model = build_backbone_model(ModelConfig(backbone=str(bert), pooling=pooling), n_outputs=3).eval()
+        with torch.no_grad():
+            assert model(ids).shape == (2, 3)
+            assert torch.allclose(model(ids[:1, :4]), model(ids)[:1], atol=1e-5)  # padding changes nothing
+
+
 # ---- optimizer: layer-wise decay, the frozen start -------------------------------------------------------
 def resolved(bert: Path, **train: Any) -> Recipe:
     recipe = Recipe.model_validate({"model": {"backbone": str(bert)}, "train": train})
