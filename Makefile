@@ -11,7 +11,7 @@ $(BIN)/tunesmith: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[dev]'  # dev includes the text extra's tokenizers (tests/test_text.py)
+	$(BIN)/pip install -q -e '.[dev]'  # dev includes the text extra (tokenizers, transformers: tests/test_text.py, tests/test_backbone.py)
 	touch $@
 
 venv: $(BIN)/tunesmith

@@ -280,6 +280,7 @@ def test_sections_are_listed_in_page_order_and_users_append_after_them(tmp_path:
         "baselines",
         "recipe",
         "text",
+        "neck",
         "curves",
         "lr-schedule",
         "lr-find",

@@ -113,6 +113,7 @@ def test_warmup_shapes_the_recorded_lr() -> None:
         ("step", lambda lrs: lrs[0] == pytest.approx(1e-2) and lrs[2] == pytest.approx(1e-3)),
         ("cosine", lambda lrs: all(a > b for a, b in itertools.pairwise(lrs))),
         ("exponential", lambda lrs: lrs[1] == pytest.approx(1e-2 * 0.5)),
+        ("linear", lambda lrs: lrs == pytest.approx([1e-2 * (1 - k / 6) for k in range(6)])),  # to 0 at the end
         ("onecycle", lambda lrs: max(lrs) > lrs[0] * 5 and lrs[-1] < max(lrs) / 5),
     ],
 )

@@ -25,6 +25,11 @@ from tunesmith.errors import BadInput, closest
 from tunesmith.tuneconfig import TuneConfig
 from tunesmith.validate import Section, read_text
 
+BACKBONE_LR = 5e-5  # T31: the top of BERT's fine-tuning grid (2e-5..5e-5); small encoders take up to 1e-4
+HEAD_LR_MULT = 20.0  # the head at 1e-3: the from-scratch rate, for the only layer that starts from scratch
+LAYER_DECAY = 0.9  # per layer from the top: a 6-layer encoder's embeddings train at 0.9^6 = 0.53 of lr
+WARMUP_SHARE = 0.1  # of the epochs (T32): BERT's 10%
+
 __all__ = ["SHORTCUTS", "DataFacts", "Recipe", "SeriesFacts", "load_recipe", "make_recipe", "resolve", "resolve_data"]
 
 Task = Literal["auto", "classification", "regression", "reconstruction"]
@@ -105,8 +110,9 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    family: Literal["auto", "mlp", "cnn", "rnn", "autoencoder", "bag", "transformer"] = "auto"  # T10: auto from
-    # the input kind; bag (fastText: mean of word embeddings) and transformer read text only, cnn and rnn text too
+    family: Literal["auto", "mlp", "cnn", "rnn", "autoencoder", "bag", "transformer", "backbone"] = "auto"  # T10: auto
+    # from the input kind; bag (fastText: mean of word embeddings) and transformer read text only, cnn and rnn text
+    # too; backbone: model.backbone's pretrained encoder (the family whenever model.backbone is set)
     width: int | None = Field(None, ge=1)  # None: 256 units (mlp), 32 base channels (cnn), 64 (rnn)
     embed_dim: int | None = Field(None, ge=1)  # text: embedding size (T13); None: 64 for bag, 128 otherwise
     bigrams: bool = True  # text, bag: hashed word-pair embeddings beside the words (fastText); word order a bit
@@ -121,7 +127,9 @@ class ModelConfig(Section):
     bottleneck: bool = False  # T16: 1x1 convolution narrows channels before the 3x3
     multi_kernel: bool = False  # T16: inception-style parallel 1x1/3x3/5x5 branches
     head: Literal["gap", "flatten"] = "gap"  # T17: global average pooling instead of a large FC head
-    neck: bool = False  # T21: fuse every stage's pooled features with learned attention weights
+    neck: bool = False  # T21: fuse every stage's pooled features with learned attention weights; with a backbone,
+    # every hidden layer's (a softmax-weighted scalar mix): lower layers hold more syntax, the top more task-shaped
+    # meaning; the weights are learned, and written to layer_weights.json for the report
     cell: Literal["lstm", "gru"] = "lstm"  # T19: gated cells instead of a plain RNN
     bidirectional: bool = True  # T19: reads the sequence both ways (offline data only)
     code_size: int | None = Field(None, ge=1)  # T20: autoencoder bottleneck; None: a quarter of the input
@@ -129,6 +137,20 @@ class ModelConfig(Section):
     denoise: float = Field(0.0, ge=0.0)  # T20: std of the noise added to autoencoder inputs while training
     custom: str | None = None  # "package.module:factory" of a user nn.Module (called with no arguments)
     pretrained: bool = False  # the custom model carries pretrained weights: fine-tuning defaults (T31)
+    backbone: str | None = None  # a Hugging Face model directory (config, weights, tokenizer.json) or hub id: text
+    # is encoded by its tokenizer and the model fine-tuned (models/backbone.py); fine-tuning defaults in train
+    pooling: Literal["mean", "cls"] = "mean"  # backbone: the mean over the real tokens of the last layer (robust for
+    # encoders not trained with a classification token, e.g. sentence embedders); cls: the first token's vector
+    backbone_dropout: float | Literal["keep"] = "keep"  # T15: keep the pretrained rates (what the weights were
+    # trained with); 0 turns every dropout off (attention and hidden: small data, few epochs often gain), a rate
+    # sets them all
+
+    @field_validator("backbone_dropout", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> Any:
+        if value == "keep" or (isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1):
+            return value
+        raise ValueError("'keep' or a dropout rate in [0.0, 1.0)")
 
 
 class EarlyStopConfig(Section):
@@ -147,7 +169,14 @@ class TrainConfig(Section):
     solver: Literal["gradient", "exact"] = "gradient"
     batch_size: int | None = Field(None, ge=1)  # T07: None: 64 under 10k rows, 128 under 100k, else 256
     effective_batch_size: int | None = Field(None, ge=1)  # T33: gradient accumulation up to this size
-    lr: float | None = Field(None, gt=0.0)  # T31: None: 1e-3 from scratch, 1e-5 fine-tuning, 1e-2 for sgd or bag
+    lr: float | None = Field(None, gt=0.0)  # T31: None: 1e-3 from scratch, 1e-5 fine-tuning, 1e-2 for sgd or bag,
+    # 5e-5 for a backbone's top layer (docs/text.md: small encoders fine-tune at 2e-5..1e-4; the head gets more)
+    head_lr_mult: float | None = Field(None, gt=0.0)  # backbone: the head (neck, pooling, Linear) trains at lr times
+    # this; None: 20 (a fresh head needs a larger step than pretrained weights it must not wreck), 1 otherwise
+    layer_decay: float | None = Field(None, gt=0.0, le=1.0)  # backbone: layer k from the top trains at lr x decay^k,
+    # the embeddings deepest (ULMFiT, ELECTRA): general low layers move least; None: 0.9 (1 is one LR for all)
+    freeze_epochs: int = Field(0, ge=0)  # backbone: train the head alone for this many epochs, then unfreeze (ULMFiT):
+    # a random head's first large gradients never reach the pretrained weights; costs those epochs' backbone updates
     optimizer: Literal["auto", "sgd", "adam", "adamw", "rmsprop", "adagrad"] = "auto"  # T30: auto is adamw
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd/rmsprop
     nesterov: bool = True  # sgd
@@ -155,10 +184,13 @@ class TrainConfig(Section):
     l1: float = Field(0.0, ge=0.0)  # T41: L1 penalty on weights, added to the loss
     l2: float = Field(0.0, ge=0.0)  # T41: coupled L2 penalty on weights, added to the loss
     max_norm: float | None = Field(None, gt=0.0)  # T42: cap each unit's incoming weight norm after a step
-    clip_norm: float | None = Field(None, gt=0.0)  # T34: clip the global gradient norm
+    clip_norm: float | None = Field(None, gt=0.0)  # T34: clip the global gradient norm; None: off, or 1.0 with a
+    # backbone (BERT's recipe: a bad batch cannot throw the pretrained weights far); set a large value to disable it
     clip_value: float | None = Field(None, gt=0.0)  # T34: clip each gradient element
-    schedule: Literal["auto", "constant", "step", "exponential", "cosine", "onecycle", "plateau"] = "auto"
-    warmup_epochs: float = Field(0.0, ge=0.0)  # T32: linear warmup before the schedule (not for onecycle)
+    schedule: Literal["auto", "constant", "step", "exponential", "cosine", "linear", "onecycle", "plateau"] = "auto"
+    # T32: auto: onecycle from scratch, cosine for a pretrained custom model, linear decay to 0 for a backbone (BERT)
+    warmup_epochs: float | None = Field(None, ge=0.0)  # T32: linear warmup before the schedule (not for onecycle);
+    # None: 10% of the epochs with a backbone (Adam's early steps are noisy: small ones spare the weights), else 0
     step_every: int = Field(10, ge=1)  # step schedule: epochs between decays
     gamma: float = Field(0.1, gt=0.0, le=1.0)  # step/exponential/plateau decay factor
     early_stopping: EarlyStopConfig = EarlyStopConfig()
@@ -365,12 +397,25 @@ class DataFacts:
 def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
     """Replace every "auto"/None default with the catalog's rule for these data (idempotent)."""
     d, m, t = recipe.data, recipe.model, recipe.train
-    family = m.family if m.family != "auto" else _family_for(facts)  # T10
+    backbone = m.backbone is not None
+    if (m.family == "backbone") != backbone and m.family != "auto":
+        raise BadInput(
+            f"model.family={m.family!r} with model.backbone={m.backbone!r}: the backbone family is the pretrained "
+            "encoder model.backbone names. Set model.backbone to a model directory, or leave model.family at auto."
+        )
+    family = "backbone" if backbone else (m.family if m.family != "auto" else _family_for(facts))  # T10
+    if t.freeze_epochs and not backbone:
+        raise BadInput(
+            f"train.freeze_epochs={t.freeze_epochs} freezes a pretrained backbone, and model.backbone is not set. "
+            "Name one (model.backbone=DIR), or set train.freeze_epochs=0."
+        )
     pretrained = m.custom is not None and m.pretrained
     optimizer = t.optimizer if t.optimizer != "auto" else ("adam" if pretrained else "adamw")  # T30
     # T31; the bag's embeddings learn from averaged, sparse gradients: at 1e-3 they need dozens of epochs to
     # reach what 1e-2 reaches in a few (fastText itself trains at 0.1 and more, with SGD)
     default_lr = 1e-5 if pretrained else (1e-2 if optimizer == "sgd" or family == "bag" else 1e-3)
+    default_lr = BACKBONE_LR if backbone else default_lr
+    schedule = "linear" if backbone else ("cosine" if pretrained else "onecycle")
     norm = m.norm if m.norm != "auto" else ("layer" if facts.kind in ("sequence", "text") else "batch")  # T14
     batch_size = t.batch_size or _batch_size_for(facts.n_train)
     if norm == "batch" and batch_size < 2 and m.custom is None:
@@ -378,7 +423,7 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
             "train.batch_size=1 cannot train with batch norm (model.norm=batch, the default for tables and "
             "images, T14): it normalises over the rows of a batch. Use train.batch_size >= 2, or model.norm=layer."
         )
-    depth = _depth_for(family, facts.kind) if m.depth is None else m.depth
+    depth = None if backbone else _depth_for(family, facts.kind) if m.depth is None else m.depth
     if t.solver == "exact":
         _check_exact(family, depth, facts, custom=m.custom)
     return recipe.model_copy(
@@ -396,7 +441,8 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
             "model": m.model_copy(
                 update={
                     "family": family,
-                    "width": m.width or _width_for(family, facts.kind),
+                    # a backbone's width and depth are its config's: None here says they are not the recipe's
+                    "width": None if backbone else m.width or _width_for(family, facts.kind),
                     "depth": depth,
                     "embed_dim": m.embed_dim or (64 if family == "bag" else 128),  # T13: fastText's 64 suffices
                     # for a mean of words; sequence models read order from their embeddings: more room
@@ -411,7 +457,13 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
                     "optimizer": optimizer,
                     "lr": t.lr or default_lr,
                     "batch_size": batch_size,
-                    "schedule": t.schedule if t.schedule != "auto" else ("cosine" if pretrained else "onecycle"),
+                    "schedule": t.schedule if t.schedule != "auto" else schedule,
+                    "warmup_epochs": (WARMUP_SHARE * t.epochs if backbone else 0.0)
+                    if t.warmup_epochs is None
+                    else t.warmup_epochs,
+                    "clip_norm": t.clip_norm or (1.0 if backbone else None),  # T34
+                    "head_lr_mult": t.head_lr_mult or (HEAD_LR_MULT if backbone else 1.0),
+                    "layer_decay": t.layer_decay or (LAYER_DECAY if backbone else 1.0),
                     "dynamic_padding": facts.kind == "text" if t.dynamic_padding == "auto" else t.dynamic_padding,
                 }
             ),
@@ -419,7 +471,7 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
     )
 
 
-def _check_exact(family: str, depth: int, facts: DataFacts, *, custom: str | None) -> None:
+def _check_exact(family: str, depth: int | None, facts: DataFacts, *, custom: str | None) -> None:
     """train.solver=exact solves the linear model: a built-in family at depth 0, on classes or numbers, not text
     (a linear model over token ids in their positions means nothing; text's linear baseline reads TF-IDF)."""
     linear = family in ("mlp", "cnn", "rnn") and depth == 0 and facts.kind != "text"

@@ -47,7 +47,11 @@ class RunSetup:
         cls, recipe: Recipe, *, user_model: nn.Module | None = None, loaded: LoadedData | None = None
     ) -> RunSetup:
         """Load `recipe`'s data (unless `loaded` is given), prepare fold 0 and resolve the recipe."""
-        loaded = loaded if loaded is not None else load_data(recipe.data, seed=recipe.train.seed)
+        loaded = (
+            loaded
+            if loaded is not None
+            else load_data(recipe.data, seed=recipe.train.seed, backbone=recipe.model.backbone)
+        )
         prep = loaded.prepare(0)
         return cls(recipe, resolve(recipe, prep.facts), loaded, prep, 0, user_model)
 
@@ -119,7 +123,7 @@ class SetupCache:
 
     def get(self, recipe: Recipe, *, fold: int = 0) -> RunSetup:
         """`recipe`'s setup on `fold` (its recipe resolved against fold 0, as `RunSetup.for_fold` keeps it)."""
-        key = recipe.data.model_dump_json(exclude={"augment"}) + f"|{recipe.train.seed}"
+        key = recipe.data.model_dump_json(exclude={"augment"}) + f"|{recipe.train.seed}|{recipe.model.backbone}"
         if key not in self._setups:
             self._setups[key] = RunSetup.build(recipe, user_model=self.user_model)
         setup = self._setups[key].with_recipe(recipe)

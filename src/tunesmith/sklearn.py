@@ -129,7 +129,9 @@ class _NeuralEstimator(BaseEstimator, abc.ABC):
         )
         columns = ["text"] if self.kind_ == "text" else [f"x{i}" for i in range(X.shape[1])]
         raw = RawData(name, pd.DataFrame(X.reshape(len(X), -1), columns=columns), y, self.kind_)
-        loaded = LoadedData(raw, self._task, self.kind_, split, folds, None, None, classes, cfg)
+        loaded = LoadedData(
+            raw, self._task, self.kind_, split, folds, None, None, classes, cfg, backbone=recipe.model.backbone
+        )
         setup = RunSetup.build(recipe, loaded=loaded)
         trainer = setup.trainer(setup.new_model(), callbacks=[Progress(name)] if self.verbose else [])
         trainer.fit(setup.train, setup.val)

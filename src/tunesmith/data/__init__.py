@@ -55,6 +55,7 @@ class LoadedData:
     classes: list[Any] | None
     cfg: DataConfig
     notes: dict[str, Any] = field(default_factory=dict)  # counts worth reporting (rows, duplicates)
+    backbone: str | None = None  # model.backbone: its tokenizer encodes the text (data/backbone.py)
 
     def prepare(self, fold: int = 0) -> Prepared:
         """Fit preprocessing on the fold's training rows and transform train, val and test."""
@@ -65,7 +66,9 @@ class LoadedData:
             series = find_series(x_tr, named=not str(self.cfg.source).lower().endswith(".npz"))
         y_tr = None if self.raw.y is None else self.raw.y[f.train]
         y_va = None if self.raw.y is None else self.raw.y[f.val]
-        pre = Preprocessor.fit(x_tr, y_tr, cfg=self.cfg, task=self.task, kind=self.kind, classes=self.classes)
+        pre = Preprocessor.fit(
+            x_tr, y_tr, cfg=self.cfg, task=self.task, kind=self.kind, classes=self.classes, backbone=self.backbone
+        )
         xt_tr = pre.transform_x(x_tr)
         del x_tr  # peak memory: the raw training copy goes before the validation copy is made
         xt_va = pre.transform_x(_take(self.raw.x, f.val))
@@ -105,8 +108,9 @@ def _take(x: Features, rows: np.ndarray) -> Features:
     return x.iloc[rows].reset_index(drop=True) if isinstance(x, pd.DataFrame) else x[rows]
 
 
-def load_data(cfg: DataConfig, *, seed: int) -> LoadedData:
-    """Read `cfg.source`, infer the task, drop duplicates, carve the test split and make the folds."""
+def load_data(cfg: DataConfig, *, seed: int, backbone: str | None = None) -> LoadedData:
+    """Read `cfg.source`, infer the task, drop duplicates, carve the test split and make the folds.
+    `backbone` (model.backbone): text is then encoded by its tokenizer when a fold is prepared."""
     raw = load_source(cfg)
     kind = cfg.kind if cfg.kind != "auto" else raw.kind
     task = _infer_task(cfg, raw)
@@ -168,7 +172,7 @@ def load_data(cfg: DataConfig, *, seed: int) -> LoadedData:
     if raw.notes:
         notes["inferred"] = raw.notes
     resolved = resolve_data(cfg, task=task, kind=kind, split=split, **raw.inferred)
-    return LoadedData(raw, task, kind, split, folds, x_test, y_test, classes, resolved, notes)
+    return LoadedData(raw, task, kind, split, folds, x_test, y_test, classes, resolved, notes, backbone)
 
 
 def _check_folds(folds: list[Fold], cfg: DataConfig, n_dev: int) -> None:

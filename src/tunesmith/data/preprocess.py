@@ -13,8 +13,8 @@ lines, the same code for training, evaluation and `predict`.
 - T04 features are z-scored (or min-max scaled): per column for tables, per channel for arrays.
 - T05 regression targets are z-scored for training and inverted for predictions and metrics.
 - T08 images are zero-padded to a power-of-two side when the recipe asks for it.
-- Text is tokenized by a tokenizer trained on the training rows (data/text.py); it is saved as its own
-  tokenizer.json beside preprocess.json.
+- Text is tokenized by a tokenizer trained on the training rows (data/text.py), or by a pretrained
+  backbone's own (data/backbone.py); it is saved as its own tokenizer.json beside preprocess.json.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tunesmith.data.text import fit_text, tokenize, tokenizer_from
+from tunesmith.data.backbone import locate
+from tunesmith.data.text import fit_text, pretrained_text, tokenize, tokenizer_from
 from tunesmith.errors import BadInput
 from tunesmith.recipe import DataConfig
 
@@ -56,12 +57,25 @@ class Preprocessor:
         task: str,
         kind: str,
         classes: list[Any] | None = None,
+        backbone: str | None = None,
     ) -> Preprocessor:
-        """Learn the statistics from training rows. `classes`: every label of the development rows."""
+        """Learn the statistics from training rows. `classes`: every label of the development rows. `backbone`:
+        `model.backbone`, whose own tokenizer encodes the text (data/backbone.py)."""
         state: dict[str, Any] = {"version": 1, "kind": kind, "task": task, "impute": cfg.impute}
         if kind == "tabular":
             assert isinstance(x, pd.DataFrame)  # sources guarantee tables are DataFrames
             state.update(_fit_table(x, cfg))
+        elif backbone is not None:
+            if kind != "text":
+                raise BadInput(
+                    f"model.backbone={backbone!r} reads text, and these data are {kind}. Pass a text column "
+                    "(--text COL) or a folder of .txt files, or drop model.backbone."
+                )
+            found = locate(backbone)
+            fitted = pretrained_text(
+                _texts(x), tokenizer_file=found.tokenizer_file, max_length=cfg.max_length, limit=found.max_positions
+            )
+            state.update(fitted, shape=[fitted["max_length"]], backbone=str(found.path))
         elif kind == "text":
             fitted = fit_text(_texts(x), vocab_size=cfg.vocab_size, min_count=cfg.min_count, max_length=cfg.max_length)
             state.update(fitted, shape=[fitted["max_length"]])

@@ -245,10 +245,12 @@ def _text_table(
             "text column to train on the others (docs/text.md)."
         )
     said = (
-        f"Column {column!r} of {path} is the text (--text): tokenized on the training rows."
+        f"Column {column!r} of {path} is the text (--text): tokenized (a tokenizer fitted on the training rows, "
+        "or model.backbone's own)."
         if named
         else f"Column {column!r} of {path} is free text (mostly distinct, multi-word strings): trained as text (a "
-        f"tokenizer fitted on the training rows), never one-hot encoded. --text {column} says so explicitly."
+        f"tokenizer fitted on the training rows, or model.backbone's own), never one-hot encoded. --text {column} "
+        "says so explicitly."
     )
     notes = [*notes, said]
     if empty.any():

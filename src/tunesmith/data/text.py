@@ -14,11 +14,11 @@ the same rows would number the words differently, and a run must reproduce (T50)
 
 The fitted tokenizer is JSON (`Tokenizer.to_str()`), stored as tokenizer.json beside preprocess.json
 (no pickle), so `predict` and the estimators encode new text exactly as training did. The encoder
-needs only a `Tokenizer` and its pad id 0: a pretrained backbone's own tokenizer.json can take the
-trained one's place. Token ids are int64 arrays (N, max_length), right-padded with 0; `max_length`
-defaults to the 95th percentile of the training lengths (rounded up to a multiple of 8, at most
-MAX_AUTO_LENGTH), and the share of training rows it truncates is recorded with a length histogram
-(preprocess.json, the report).
+needs only a `Tokenizer` and its pad id 0: with `model.backbone`, the backbone's own tokenizer.json
+takes the trained one's place (`pretrained_text`; max_length never past the backbone's positions).
+Token ids are int64 arrays (N, max_length), right-padded with 0; `max_length` defaults to the 95th
+percentile of the training lengths (rounded up to a multiple of 8, at most MAX_AUTO_LENGTH), and the
+share of training rows it truncates is recorded with a length histogram (preprocess.json, the report).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,7 +37,15 @@ from tunesmith.errors import BadInput
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-__all__ = ["PAD_ID", "fit_text", "looks_like_text", "text_lengths", "tokenize", "tokenizer_from"]
+__all__ = [
+    "PAD_ID",
+    "fit_text",
+    "looks_like_text",
+    "pretrained_text",
+    "text_lengths",
+    "tokenize",
+    "tokenizer_from",
+]
 
 TEXT_DISTINCT = 0.5  # at least this share of a column's filled cells are distinct ...
 TEXT_WORDS = 3  # ... and the median cell has at least this many words: free text
@@ -84,17 +93,48 @@ def fit_text(texts: Sequence[str], *, vocab_size: int, min_count: int, max_lengt
     kept = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))[: vocab_size - 2]
     vocab = {PAD: PAD_ID, UNK: 1, **{w: i + 2 for i, w in enumerate(kept)}}
     tokenizer.model = tk.models.WordLevel(vocab, unk_token=UNK)
+    return _describe(tokenizer, texts, max_length=max_length, limit=None)
+
+
+def pretrained_text(
+    texts: Sequence[str], *, tokenizer_file: Path, max_length: int | None, limit: int | None
+) -> dict[str, Any]:
+    """The text state of a pretrained backbone: its own tokenizer.json (nothing learned from the rows), and
+    `max_length` from the training lengths as for a trained tokenizer, never past the backbone's `limit`
+    (its position embeddings: a longer row would index past them)."""
+    tokenizer = _tokenizers().Tokenizer.from_file(str(tokenizer_file))
+    tokenizer.no_padding()  # the file may pad or cut to its own length: lengths are measured whole, and
+    tokenizer.no_truncation()  # padding is the batches' job (dynamic padding)
+    if tokenizer.token_to_id(PAD) not in (PAD_ID, None):
+        raise BadInput(
+            f"{tokenizer_file} gives {PAD} the id {tokenizer.token_to_id(PAD)}; tunesmith pads with {PAD_ID}. "
+            "Choose a backbone whose pad id is 0 (BERT-style vocabularies)."
+        )
+    state = _describe(tokenizer, texts, max_length=max_length, limit=limit)
+    # the stored tokenizer cuts at max_length itself, so a long row keeps its closing special token ([SEP])
+    tokenizer.enable_truncation(state["max_length"])
+    return {**state, "tokenizer": tokenizer.to_str()}
+
+
+def _describe(
+    tokenizer: Tokenizer, texts: Sequence[str], *, max_length: int | None, limit: int | None
+) -> dict[str, Any]:
+    """A tokenizer's state for these training `texts`: `max_length` (given, or the LENGTH_QUANTILE of their
+    lengths rounded up to a multiple of 8, at most MAX_AUTO_LENGTH; never past `limit`), the share of
+    training rows it cuts and their length histogram."""
     lengths = text_lengths(tokenizer, texts)
     if max_length is None:
         quantile = float(np.quantile(lengths, LENGTH_QUANTILE)) if len(lengths) else 1.0
         max_length = min(MAX_AUTO_LENGTH, 8 * max(1, math.ceil(quantile / 8)))
-    counts_, edges = np.histogram(lengths, bins=HISTOGRAM_BINS)
+    max_length = min(max_length, limit or max_length)
+    counts, edges = np.histogram(lengths, bins=HISTOGRAM_BINS)
     return {
         "tokenizer": tokenizer.to_str(),
-        "vocab_size": len(vocab),
+        "vocab_size": tokenizer.get_vocab_size(),
         "max_length": int(max_length),
+        "truncated": int(np.sum(lengths > max_length)),
         "truncated_share": float(np.mean(lengths > max_length)) if len(lengths) else 0.0,
-        "lengths": {"counts": counts_.tolist(), "edges": edges.tolist(), "median": float(np.median(lengths))},
+        "lengths": {"counts": counts.tolist(), "edges": edges.tolist(), "median": float(np.median(lengths))},
     }
 
 

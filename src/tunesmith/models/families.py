@@ -4,7 +4,8 @@ Each family registers a builder with `@register_family(name)`; `build_model` loo
 unknown name raises `BadInput` with the closest one), builds it from the recipe and the data's shape, and
 initializes it (T13). mlp, cnn and rnn return logits (B, n_outputs): the trainer picks the loss (T12),
 and binary classification uses n_outputs=1. The autoencoder returns a reconstruction of its input. Text
-(token ids) is read by bag, cnn, rnn and transformer, built from models/text.py (docs/text.md).
+(token ids) is read by bag, cnn, rnn and transformer, built from models/text.py (docs/text.md), and by a
+pretrained Hugging Face encoder (`model.backbone`, family "backbone": models/backbone.py, its own weights, no init).
 
 The `aux_loss` convention: any model may expose an attribute `aux_loss`, a scalar tensor set by its
 latest `forward`, which the trainer adds to the task loss; a model without one, or with `aux_loss` None,
@@ -34,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from tunesmith.errors import BadInput, closest, must_be
+from tunesmith.models.backbone import build_backbone_model
 from tunesmith.models.blocks import (
     Bottleneck,
     ConvNormAct,
@@ -114,6 +116,8 @@ def build_model(
         raise BadInput(must_be("n_outputs", "build_model", "an int >= 1", n_outputs))
     if cfg.custom is not None:
         return _load_custom(cfg.custom, dropout=cfg.dropout)
+    if cfg.backbone is not None:  # pretrained weights: no init (models/backbone.py)
+        return build_backbone_model(cfg, n_outputs=n_outputs)
     for field in ("family", "norm", "init"):
         if getattr(cfg, field) == "auto":
             raise BadInput(must_be(field, "model", "resolved (not 'auto')", "auto", hint=_RESOLVE_HINT))

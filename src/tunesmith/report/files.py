@@ -36,6 +36,7 @@ class RunFiles:
     compare = cached_property(lambda self: self._json("compare.json"))
     failed = cached_property(lambda self: self._json("failed.json"))
     preprocess = cached_property(lambda self: self._json("preprocess.json"))
+    layer_weights = cached_property(lambda self: self._json("layer_weights.json"))  # a backbone's neck (T21)
 
     @cached_property
     def recipe(self) -> dict[str, Any] | None:

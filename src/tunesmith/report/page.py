@@ -36,7 +36,7 @@ from tunesmith.report.sections import (
     Residuals,
     Summary,
 )
-from tunesmith.report.text import TokenLengths
+from tunesmith.report.text import NeckWeights, TokenLengths
 
 __all__ = ["BUILT_IN", "SECTIONS", "Section", "get_sections", "register_section"]
 
@@ -55,6 +55,7 @@ BUILT_IN: tuple[type[Section], ...] = (
     Baselines,
     RecipeChoices,
     TokenLengths,
+    NeckWeights,
     Curves,
     LearningRate,
     RangeTest,

@@ -96,9 +96,15 @@ RECIPE_TRICKS = {
     "model.denoise": "T20",
     "model.pretrained": "T31",
     "train.solver": "T44",
+    "model.backbone": "T31",  # a pretrained encoder: the fine-tuning defaults
+    "model.backbone_dropout": "T15",
+    "model.pooling": "T21",  # what the head reads of the backbone's layers
     "train.batch_size": "T07",
     "train.effective_batch_size": "T33",
     "train.lr": "T31",
+    "train.head_lr_mult": "T31",
+    "train.layer_decay": "T31",  # discriminative LRs per layer
+    "train.freeze_epochs": "T31",  # the head first, then the whole backbone
     "train.optimizer": "T30",
     "train.momentum": "T30",
     "train.nesterov": "T30",

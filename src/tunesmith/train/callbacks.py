@@ -7,7 +7,8 @@ the loss as a tensor on the device: reading it (`.item()`) is a host sync, so do
 A checkpoint holds each callback's state under its `state_key` (Lightning's), so a user's own
 EarlyStopping never takes the Trainer's state on resume.
 
-Built-in: EarlyStopping (T43), Checkpoint (resume), HistoryCSV (history.csv), Progress (rich).
+Built-in: EarlyStopping (T43), FreezeBackbone (train.freeze_epochs), Checkpoint (resume), HistoryCSV
+(history.csv), Progress (rich).
 """
 
 from __future__ import annotations
@@ -29,7 +30,16 @@ from tunesmith.recipe import EarlyStopConfig
 if TYPE_CHECKING:
     from tunesmith.train.trainer import Trainer
 
-__all__ = ["EVENTS", "Callback", "Checkpoint", "EarlyStopping", "HistoryCSV", "Progress", "atomic_save"]
+__all__ = [
+    "EVENTS",
+    "Callback",
+    "Checkpoint",
+    "EarlyStopping",
+    "FreezeBackbone",
+    "HistoryCSV",
+    "Progress",
+    "atomic_save",
+]
 
 EVENTS = ("fit_start", "epoch_start", "batch_end", "eval_end", "epoch_end", "fit_end", "exception")
 
@@ -59,6 +69,26 @@ class Callback:
 def overrides(callback: Callback, event: str) -> bool:
     name = f"on_{event}"
     return getattr(type(callback), name) is not getattr(Callback, name)
+
+
+class FreezeBackbone(Callback):
+    """`train.freeze_epochs`: the model's `backbone` frozen for the first `epochs` epochs, then unfrozen (ULMFiT's
+    gradual unfreezing in one step). Frozen parameters get no gradient, so the optimizer (built over all of them)
+    leaves them exactly as they are, weight decay included; the head trains meanwhile. Set from the epoch
+    number at every epoch start, so a resumed run freezes exactly as a fresh one."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        if not isinstance(getattr(trainer.model, "backbone", None), torch.nn.Module):
+            raise BadInput(
+                f"train.freeze_epochs={self.epochs} freezes a pretrained backbone (model.backbone); this model "
+                f"({type(trainer.model).__name__}) has none. Set train.freeze_epochs=0."
+            )
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        trainer.model.backbone.requires_grad_(epoch >= self.epochs)
 
 
 class EarlyStopping(Callback):

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from tunesmith.errors import BadInput, TrainingDiverged
 from tunesmith.recipe import TrainConfig
 from tunesmith.repro import torch_threads
-from tunesmith.train.callbacks import EVENTS, Callback, EarlyStopping, overrides, restore, snapshot
+from tunesmith.train.callbacks import EVENTS, Callback, EarlyStopping, FreezeBackbone, overrides, restore, snapshot
 from tunesmith.train.exact import solve_linear
 from tunesmith.train.losses import LossFn, default_loss, score_outputs
 from tunesmith.train.optim import Schedule, make_optimizer, max_norm_, weight_penalty
@@ -132,7 +132,8 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.model = model.to(self.device)
         self.loss_fn = loss_fn if loss_fn is not None else default_loss(task)
-        self.callbacks = [EarlyStopping(cfg.early_stopping), *callbacks]  # T43 is part of every fit
+        frozen = [FreezeBackbone(cfg.freeze_epochs)] if cfg.freeze_epochs else []  # a backbone's frozen start
+        self.callbacks = [EarlyStopping(cfg.early_stopping), *frozen, *callbacks]  # T43 is part of every fit
         self.target_inverse = target_inverse
         self.generator = torch.Generator().manual_seed(cfg.seed)  # shuffling + augmentation
         self.history: list[dict[str, float]] = []
@@ -331,7 +332,15 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a `state_dict()`: call after `start` (fit does, given `resume`)."""
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:  # other names or shapes: e.g. model.backbone's directory now holds another size
+            first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+            raise BadInput(
+                f"The checkpoint's weights do not fit this model ({first[:200]}): it was saved by another model, "
+                "such as a model.backbone directory since replaced by one of another hidden size. Restore the "
+                "model the run started with, or start a new run without --resume."
+            ) from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.history = list(state["history"])
