@@ -152,7 +152,8 @@ def test_a_real_report_renders_in_headless_chromium(
     run = fit(data="digits", epochs=3, out=tmp_path / "run", progress=False, overrides={"model.width": 8}).run_dir
     write_all(run)  # lr_find, tuning, doctor and compare files beside the fit, so every kind of section renders
     report = write_report(run)
-    expected = [name for name in SECTIONS if name not in ("regression", "failure", "text")]  # a table: classification
+    # a table, classification, no backbone: no residuals, failure, text or neck section
+    expected = [name for name in SECTIONS if name not in ("regression", "failure", "text", "neck")]
 
     browser = DevTools(tmp_path / "profile", tmp_path / "chromium.log")
     try:
