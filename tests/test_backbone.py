@@ -301,6 +301,19 @@ def test_a_hub_id_without_network_exits_2_naming_the_field_and_the_fix(tmp_path:
     assert "local-dir" in done.output and "Traceback" not in done.output
 
 
+def test_tune_with_a_backbone_and_no_declared_space_exits_2_before_any_work(bert: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+
+    topical(30).to_csv(tmp_path / "t.csv", index=False)
+    args = ["tune", "--data", str(tmp_path / "t.csv"), "--target", "label", "--out", str(tmp_path / "run")]
+    done = CliRunner().invoke(app, [*args, "--trials", "2", "--set", f"model.backbone={bert}"])
+    assert done.exit_code == 2, done.output
+    assert "model.backbone" in done.output and "tune.space" in done.output and "Traceback" not in done.output
+    assert not (tmp_path / "run").exists()
+
+
 class Interrupt(Callback):
     """Ctrl-C at the start of epoch 2, after epoch 1's checkpoint."""
 

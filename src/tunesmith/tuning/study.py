@@ -286,6 +286,14 @@ def create_meta(setup: RunSetup) -> Meta:
     cfg = recipe.tune
     family = None if user else ambiguous_kind(recipe, prep.facts)  # T10 evidence; a user's module settles it
     space = cfg.space
+    if space is None and recipe.model.backbone is not None:
+        raise BadInput(
+            f"tune with model.backbone={recipe.model.backbone!r}: the default search spaces are for models trained "
+            "from scratch (width, depth, their LR range), and the fine-tuning space (backbone LR, head LR multiplier, "
+            "warmup, layer decay, backbone dropout, neck) is not built yet. Fine-tune with `tunesmith fit` and the "
+            "catalog's defaults (docs/text.md), compare variants with `tunesmith compare`, or declare the keys to "
+            "search in tune.space."
+        )
     if space is None:
         space = default_space(setup.recipe, prep.facts, ambiguous=family is not None, user_model=user)
     check_space(space)
