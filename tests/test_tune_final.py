@@ -4,13 +4,14 @@ the best network and it (tuning/final.py)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import RidgeCV
 
-from tunesmith.errors import BadInput
+from tunesmith.errors import BadInput, TrainingDiverged
 from tunesmith.fitting import fit
 from tunesmith.prediction import predict
 from tunesmith.runsetup import RunSetup
@@ -120,3 +121,22 @@ def test_tune_final_network_always_delivers_the_network(tmp_path: Path) -> None:
         "skipped": "tune.final=network: the network is delivered whatever the linear model scores",
     }
     assert result.best_recipe.train.solver == "gradient"
+
+
+@pytest.mark.slow
+def test_a_winner_that_diverges_on_a_fresh_seed_is_not_shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tunesmith.tuning.final as final_module
+
+    real = final_module.score_recipe
+
+    def diverging(*args: Any, seed: int | None = None, **kwargs: Any) -> Any:
+        if seed is not None:  # the fresh-seed retraining of the best network
+            raise TrainingDiverged(f"loss nan at seed {seed}")
+        return real(*args, seed=seed, **kwargs)
+
+    monkeypatch.setattr(final_module, "score_recipe", diverging)
+    data = circles_csv(tmp_path / "circles.csv")
+    result = tune(data=str(data), target="label", out=tmp_path / "run", trials=3, overrides=QUICK, progress=False)
+    final = result.tuning["final"]
+    assert final["chosen"] == "linear" and "diverged when retrained with seeds [1, 2]" in final["reason"]
+    assert result.best_recipe.train.solver == "exact" and result.metrics["tuning"]["final"] == "linear"

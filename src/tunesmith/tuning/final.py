@@ -27,6 +27,7 @@ import numpy as np
 from optuna.trial import FrozenTrial
 
 from tunesmith.baselines import MAX_CELLS
+from tunesmith.errors import TrainingDiverged
 from tunesmith.recipe import Recipe
 from tunesmith.runsetup import SetupCache
 from tunesmith.tuning.objective import ReportEpochs, score_recipe
@@ -65,12 +66,20 @@ def choose_final(best: Recipe, trial: FrozenTrial, meta: Meta, setups: SetupCach
 
     lin = scores(linear)
     seeds = [best.train.seed + 1 + i for i in range(FRESH_SEEDS)]
-    fresh = np.mean([scores(best, seed) for seed in seeds], axis=0)  # per fold, averaged over the fresh seeds
+    model = "LogisticRegressionCV" if setups.get(best).facts.task == "classification" else "RidgeCV"
+    try:
+        fresh = np.mean([scores(best, seed) for seed in seeds], axis=0)  # per fold, averaged over the fresh seeds
+    except TrainingDiverged as exc:  # a winner that diverges on another seed is no model to ship
+        reason = (
+            f"the best network diverged when retrained with seeds {seeds} ({exc}); the refit delivers the linear "
+            f"model ({model}, solved exactly)"
+        )
+        log.info("  final model: %s", reason)
+        return linear, {"chosen": "linear", "reason": reason, "linear": {"model": model, "fold_values": lin}}
     lin_value, lin_se = _mean_se(lin, judge)
     net_value, net_se = _mean_se(list(fresh), judge)
     better = lin_value >= net_value if meta.maximize else lin_value <= net_value
     chosen = "linear" if better or abs(lin_value - net_value) <= net_se else "network"
-    model = "LogisticRegressionCV" if setups.get(best).facts.task == "classification" else "RidgeCV"
     scored = f"{judge.repeats}-fold cross-validation" if judge.repeats > 1 else "the validation split"
     versus = (
         f"the linear model ({model}, solved exactly) {meta.metric} {lin_value:.4g} ± {lin_se:.2g} against the best "
