@@ -14,6 +14,7 @@ from sklearn.linear_model import RidgeCV
 from tunesmith.errors import BadInput, TrainingDiverged
 from tunesmith.fitting import fit
 from tunesmith.prediction import predict
+from tunesmith.recipe import make_recipe
 from tunesmith.runsetup import RunSetup
 from tunesmith.train.exact import ALPHAS
 from tunesmith.tuning.study import tune
@@ -42,15 +43,9 @@ def test_the_solved_weights_are_ridge_coefficients_on_the_scaled_targets(tmp_pat
 
 def test_solver_exact_refuses_a_model_with_hidden_layers() -> None:
     with pytest.raises(BadInput, match=r"train\.solver=exact .* model\.depth=2.* Set model\.depth=0"):
-        RunSetup.build(make(overrides={"train.solver": "exact"}))  # the default mlp has depth 2
+        RunSetup.build(make_recipe(data="iris", overrides={"train.solver": "exact"}))  # the default mlp: depth 2
     with pytest.raises(BadInput, match="reconstruction"):
-        RunSetup.build(make(overrides={**EXACT, "data.task": "reconstruction"}))
-
-
-def make(**kwargs: object):  # type: ignore[no-untyped-def]
-    from tunesmith.recipe import make_recipe
-
-    return make_recipe(data="iris", **kwargs)  # type: ignore[arg-type]
+        RunSetup.build(make_recipe(data="iris", overrides={**EXACT, "data.task": "reconstruction"}))
 
 
 # ---- tune's final choice ---------------------------------------------------------------------------------------
