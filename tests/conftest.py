@@ -35,6 +35,18 @@ def sales_csv(tmp_path: Path) -> Path:
     return path
 
 
+# `tunesmith tune` flags for the CLI-driven tune tests: a 2-fold refit, no early stopping, one split per trial
+FAST_TUNE_CLI = [
+    "--set",
+    "tune.refit_folds=2",
+    "--set",
+    "train.early_stopping.patience=null",
+    "--set",
+    "tune.folds=1",
+    "--quiet",
+]
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run `tunesmith ARGS` in a fresh interpreter, as a user would."""
     return subprocess.run(

@@ -15,21 +15,11 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from tests.conftest import run_cli
+from tests.conftest import FAST_TUNE_CLI, run_cli
 from tests.pg import free_port
 from tunesmith.cli import app
 from tunesmith.tuneconfig import TuneConfig
 from tunesmith.tuning.storage import JOURNAL, open_storage
-
-FAST = [
-    "--set",
-    "tune.refit_folds=2",
-    "--set",
-    "train.early_stopping.patience=null",
-    "--set",
-    "tune.folds=1",
-    "--quiet",
-]
 
 
 def invoke(*args: str) -> Any:
@@ -81,7 +71,15 @@ def test_sigkill_mid_trial_then_resume_loses_nothing(tmp_path: Path) -> None:
     parameters, keeps every finished trial, and completes the budget with no trial left RUNNING."""
     out = tmp_path / "run"
     args = ["tune", "--data", "iris", "--strategy", "flat", "--trials", "4", "--out", str(out)]
-    sets = ["--set", "tune.epochs=20", "--set", "tune.heartbeat_interval=1", "--set", "tune.grace_period=2", *FAST]
+    sets = [
+        "--set",
+        "tune.epochs=20",
+        "--set",
+        "tune.heartbeat_interval=1",
+        "--set",
+        "tune.grace_period=2",
+        *FAST_TUNE_CLI,
+    ]
     proc = subprocess.Popen([sys.executable, "-m", "tunesmith", *args, *sets], stderr=subprocess.DEVNULL)
     journal, deadline = out / JOURNAL, time.time() + 300
     while time.time() < deadline and proc.poll() is None:

@@ -18,21 +18,11 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import run_cli
+from tests.conftest import FAST_TUNE_CLI, run_cli
 from tests.pg import PASSWORD, server_binaries, throwaway_postgres
 from tunesmith.cli import app
 from tunesmith.tuneconfig import TuneConfig
 from tunesmith.tuning.storage import open_storage
-
-FAST = [
-    "--set",
-    "tune.refit_folds=2",
-    "--set",
-    "train.early_stopping.patience=null",
-    "--set",
-    "tune.folds=1",
-    "--quiet",
-]
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +58,9 @@ def test_two_workers_share_one_postgres_study(postgres: str, tmp_path: Path) -> 
         text=True,
     )
     args = ["--data", "iris", "--strategy", "flat", "--trials", "6", "--storage", postgres, "--study", "pair"]
-    tune = run_cli("tune", *args, "--out", str(tmp_path / "run"), "--set", "tune.epochs=15", *FAST, timeout=600)
+    tune = run_cli(
+        "tune", *args, "--out", str(tmp_path / "run"), "--set", "tune.epochs=15", *FAST_TUNE_CLI, timeout=600
+    )
     _, err = worker.communicate(timeout=300)
     assert tune.returncode == 0, tune.stderr
     assert worker.returncode == 0, err
@@ -89,9 +81,11 @@ def test_wrong_password_is_bad_input(postgres: str, tmp_path: Path) -> None:
 
 def test_study_name_clash_is_bad_input(postgres: str, tmp_path: Path) -> None:
     base = ["--data", "iris", "--strategy", "flat", "--trials", "1", "--storage", postgres, "--study", "clash"]
-    first = invoke("tune", *base, "--out", str(tmp_path / "a"), "--set", "tune.epochs=2", *FAST)
+    first = invoke("tune", *base, "--out", str(tmp_path / "a"), "--set", "tune.epochs=2", *FAST_TUNE_CLI)
     assert first.exit_code == 0, first.output
     other = "tune.space={train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}}"
-    second = invoke("tune", *base, "--out", str(tmp_path / "b"), "--set", other, "--set", "tune.epochs=2", *FAST)
+    second = invoke(
+        "tune", *base, "--out", str(tmp_path / "b"), "--set", other, "--set", "tune.epochs=2", *FAST_TUNE_CLI
+    )
     assert second.exit_code == 2
     assert "already exists with a different search space" in second.output and "train.lr" in second.output
