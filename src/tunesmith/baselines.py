@@ -33,7 +33,7 @@ from tunesmith.train.exact import MAX_ITER, fit_quietly, linear_estimator
 from tunesmith.train.losses import default_loss, score_outputs
 from tunesmith.train.metrics import DEFAULT_FOR_TASK, METRICS
 
-__all__ = ["MAX_CELLS", "compare_line", "fit_baselines", "mean_baselines"]
+__all__ = ["MAX_CELLS", "compare_line", "fit_baselines", "linear_name", "mean_baselines"]
 
 MAX_CELLS = 5_000_000  # rows x features of the training matrix above which the linear fit is skipped:
 # at this size LogisticRegressionCV took 3-8 s on 2 cores (digits, 74k cells: 0.2 s); a large image set: minutes
@@ -49,16 +49,17 @@ def fit_baselines(prep: Prepared) -> dict[str, dict[str, Any]]:
     linear: dict[str, Any]
     if x.shape[0] * x.shape[1] > MAX_CELLS:
         linear = {
-            "model": _linear_name(task, prep.facts.kind),
+            "model": linear_name(task, prep.facts.kind),
             "skipped": f"{x.shape[0]:,} rows x {x.shape[1]:,} features exceed the {MAX_CELLS:,}-cell budget "
             "of a cheap linear baseline",
         }
     else:
-        linear = _fitted(_linear(task, prep), prep, x, name=_linear_name(task, prep.facts.kind))
+        linear = _fitted(_linear(task, prep), prep, x, name=linear_name(task, prep.facts.kind))
     return {"linear": linear, "constant": _fitted(_constant(task), prep, x)}
 
 
-def _linear_name(task: str, kind: str) -> str:
+def linear_name(task: str, kind: str) -> str:
+    """The linear baseline's name as metrics.json and the logs give it."""
     name = "LogisticRegressionCV" if task == "classification" else "RidgeCV"
     return f"TF-IDF + {name}" if kind == "text" else name
 

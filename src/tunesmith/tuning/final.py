@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from optuna.trial import FrozenTrial
 
-from tunesmith.baselines import MAX_CELLS
+from tunesmith.baselines import MAX_CELLS, linear_name
 from tunesmith.errors import TrainingDiverged
 from tunesmith.recipe import Recipe
 from tunesmith.runsetup import SetupCache
@@ -66,7 +66,8 @@ def choose_final(best: Recipe, trial: FrozenTrial, meta: Meta, setups: SetupCach
 
     lin = scores(linear)
     seeds = [best.train.seed + 1 + i for i in range(FRESH_SEEDS)]
-    model = "LogisticRegressionCV" if setups.get(best).facts.task == "classification" else "RidgeCV"
+    facts = setups.get(best).facts
+    model = linear_name(facts.task, facts.kind)
     try:
         fresh = np.mean([scores(best, seed) for seed in seeds], axis=0)  # per fold, averaged over the fresh seeds
     except TrainingDiverged as exc:  # a winner that diverges on another seed is no model to ship
