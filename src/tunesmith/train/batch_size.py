@@ -27,6 +27,7 @@ Sources: Godbole et al., "Deep Learning Tuning Playbook" (2023); Lightning
 from __future__ import annotations
 
 import copy
+import ctypes
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -195,9 +196,8 @@ class _Meter:
             self.budget = budget or torch.cuda.get_device_properties(self.device).total_memory
             return
         self.process = psutil.Process()
-        self.base = self.process.memory_info().rss  # growth is counted from here
         self.budget = budget or psutil.virtual_memory().available
-        self.high = self.base
+        self.base = self.high = self._baseline()
         trainer.model.register_forward_hook(lambda *_: self._sample())  # activations alive
         trainer.optimizer.register_step_pre_hook(lambda *_: self._sample())  # gradients
 
@@ -209,7 +209,14 @@ class _Meter:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
-            self.high = self.base
+            self.base = self.high = self._baseline()
+
+    def _baseline(self) -> int:
+        """The RSS growth is counted from: taken after freed heap memory is handed back to the OS. Memory the
+        allocator keeps from earlier work (earlier batch sizes, earlier trials, other code in the process) would
+        be reused without raising RSS, and a batch would look cheaper than it is."""
+        _trim_heap()
+        return int(self.process.memory_info().rss)
 
     def sync(self) -> None:
         if self.cuda:
@@ -224,6 +231,15 @@ class _Meter:
             return int(torch.cuda.max_memory_allocated(self.device))
         self._sample()
         return self.high - self.base
+
+
+def _trim_heap() -> None:
+    """glibc's malloc_trim(0): free pages go back to the OS (a no-op where there is no glibc)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.malloc_trim(0)
 
 
 def _extrapolate(trials: list[dict[str, Any]], size: int) -> float:
