@@ -92,3 +92,13 @@ def clean_and_poisoned(folder: Path, rows: int, test_rows: int) -> None:
     x_test, y_test = rng.normal(size=(test_rows, 5)), rng.integers(0, 2, test_rows)
     np.savez(folder / "clean.npz", x=x, y=y, x_test=x_test, y_test=y_test)
     np.savez(folder / "poisoned.npz", x=x, y=y, x_test=x_test * 1e3 + 50, y_test=1 - y_test)
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT directory (tests/textdata.py), its tokenizer trained on 150 topical rows."""
+    pytest.importorskip("transformers")
+    from tests.textdata import save_tiny_bert, topical
+
+    texts = topical(150, seed=9, topic_share=0.35, words=(4, 30))["body"].tolist()
+    return save_tiny_bert(tmp_path_factory.mktemp("bert"), texts)

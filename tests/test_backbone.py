@@ -16,6 +16,8 @@ import pytest
 import torch
 from torch import nn
 
+from tests import textdata
+from tests.textdata import ATTENTION_DROPOUT, HIDDEN_DROPOUT, LAYERS, TOPICS, save_tiny_bert
 from tunesmith.data import load_data
 from tunesmith.errors import BadInput
 from tunesmith.fitting import fit as ts_fit
@@ -29,60 +31,10 @@ from tunesmith.train.trainer import Trainer
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-TOPICS = {
-    "sport": "ball goal team match score coach player league win season referee stadium",
-    "food": "bread cheese recipe cook oven salt pepper dinner taste kitchen butter soup",
-    "tech": "computer software code chip network server data cloud laptop program memory disk",
-}
-COMMON = "the a of and to in is it that was for on with as this at by from"
-LAYERS, HIDDEN_DROPOUT, ATTENTION_DROPOUT = 2, 0.1, 0.2
-
 
 def topical(n: int, seed: int = 0) -> pd.DataFrame:
-    """n texts of 4..29 words in 3 topics, a third of the words the row's topic's."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        label = list(TOPICS)[i % 3]
-        words = [
-            rng.choice(TOPICS[label].split()) if rng.random() < 0.35 else rng.choice(COMMON.split())
-            for _ in range(rng.integers(4, 30))
-        ]
-        rows.append({"body": " ".join(words), "label": label})
-    return pd.DataFrame(rows)
-
-
-def save_tiny_bert(folder: Path, texts: list[str], *, hidden: int = 32) -> Path:
-    """A random 2-layer, `hidden`-wide BERT with a WordPiece tokenizer trained on `texts`, saved as a HF directory."""
-    tk = tokenizers
-    tokenizer = tk.Tokenizer(tk.models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = tk.normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = tk.pre_tokenizers.BertPreTokenizer()
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # [PAD] first: id 0
-    tokenizer.train_from_iterator(texts, tk.trainers.WordPieceTrainer(vocab_size=200, special_tokens=special))
-    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    tokenizer.post_processor = tk.processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
-    )
-    config = transformers.BertConfig(
-        vocab_size=tokenizer.get_vocab_size(),
-        hidden_size=hidden,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=24,  # shorter than the longest texts: truncation must be counted, not crash
-        hidden_dropout_prob=HIDDEN_DROPOUT,
-        attention_probs_dropout_prob=ATTENTION_DROPOUT,
-    )
-    torch.manual_seed(0)
-    transformers.BertModel(config).save_pretrained(folder)
-    tokenizer.save(str(folder / "tokenizer.json"))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_bert(tmp_path_factory.mktemp("bert"), topical(150, seed=9)["body"].tolist())
+    """The backbone tests' rows: 4..29 words, a 0.35 share of topic words."""
+    return textdata.topical(n, seed, topic_share=0.35, words=(4, 30))
 
 
 def dropouts(model: nn.Module) -> list[float]:

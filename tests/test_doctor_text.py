@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.test_text import topical
+from tests.textdata import topical
 from tunesmith.diagnosis import check_ids, doctor_recipe
 
 pytest.importorskip("tokenizers")
@@ -24,7 +24,7 @@ def diagnose(tmp: Path, frame: pd.DataFrame, *checks: str, **overrides: object) 
 
 
 def healthy() -> pd.DataFrame:
-    return topical(300, seed=3, min_words=15)
+    return topical(300, seed=3, words=(15, 40))
 
 
 def gibberish(rng: np.random.Generator, n: int) -> str:

@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.textdata import topical
 from tunesmith.data import load_data
 from tunesmith.data.columns import plan_columns
 from tunesmith.fitting import fit as ts_fit
@@ -23,27 +24,6 @@ from tunesmith.recipe import DataConfig, DataFacts, ModelConfig, Recipe, resolve
 from tunesmith.train.trainer import Trainer
 
 pytest.importorskip("tokenizers")
-
-TOPICS = {
-    "sport": "ball goal team match score coach player league win season referee stadium",
-    "food": "bread cheese recipe cook oven salt pepper dinner taste kitchen butter soup",
-    "tech": "computer software code chip network server data cloud laptop program memory disk",
-}
-COMMON = "the a of and to in is it that was for on with as this at by from"
-
-
-def topical(n: int, seed: int = 0, topic_share: float = 0.3, min_words: int = 4) -> pd.DataFrame:
-    """n texts of min_words..39 words in 3 topics: common words, and a `topic_share` of the row's topic words."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        label = list(TOPICS)[i % 3]
-        words = [
-            rng.choice(TOPICS[label].split()) if rng.random() < topic_share else rng.choice(COMMON.split())
-            for _ in range(rng.integers(min_words, 40))
-        ]
-        rows.append({"body": " ".join(words), "label": label})
-    return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="module")
