@@ -64,12 +64,15 @@ def fit(
     callbacks: list[Callback] | None = None,
     progress: bool = True,
     report: bool = True,
+    embeddings: str | Path | None = None,
     **shortcuts: Any,
 ) -> FitResult:
     """Train from a recipe and write a run directory; see SHORTCUTS for keyword arguments.
 
     model: a user nn.Module to train instead of a built-in family (copied, never modified).
     report: write report.html (callers that run many fits, like compare, write one report of their own).
+    embeddings: the folder where a backbone's linear probe caches its embeddings (train/probe.py); default the
+    run directory's embeddings/. Runs given one folder (compare's seeds, tune's trials and refit) share it.
     """
     run = RunDir(Path(out) if out is not None else default_run_dir("run"))
     if resume:
@@ -87,7 +90,9 @@ def fit(
             run = RunDir(default_run_dir(_name(recipe)))
         run.check_new()
     started = time.perf_counter()
-    setup = RunSetup.build(recipe, user_model=model)
+    setup = RunSetup.build(
+        recipe, user_model=model, embeddings=Path(embeddings) if embeddings is not None else run.embeddings
+    )
     resolved, loaded = setup.recipe, setup.loaded
     device = resolve_device(resolved.train.device)
     created = not run.path.exists()

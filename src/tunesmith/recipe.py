@@ -165,7 +165,8 @@ class EarlyStopConfig(Section):
 class TrainConfig(Section):
     epochs: int = Field(30, ge=1)
     # T44: "gradient" trains by the optimizer's mini-batch steps; "exact" solves a depth-0 network (the linear
-    # model) with scikit-learn's RidgeCV / LogisticRegressionCV in one epoch, its penalty cross-validated
+    # model) with scikit-learn's RidgeCV / LogisticRegressionCV in one epoch, its penalty cross-validated; with a
+    # backbone, that model on its frozen embeddings: the linear probe (T62, train/probe.py)
     solver: Literal["gradient", "exact"] = "gradient"
     batch_size: int | None = Field(None, ge=1)  # T07: None: 64 under 10k rows, 128 under 100k, else 256
     effective_batch_size: int | None = Field(None, ge=1)  # T33: gradient accumulation up to this size
@@ -473,8 +474,9 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
 
 def _check_exact(family: str, depth: int | None, facts: DataFacts, *, custom: str | None) -> None:
     """train.solver=exact solves the linear model: a built-in family at depth 0, on classes or numbers, not text
-    (a linear model over token ids in their positions means nothing; text's linear baseline reads TF-IDF)."""
-    linear = family in ("mlp", "cnn", "rnn") and depth == 0 and facts.kind != "text"
+    (a linear model over token ids in their positions means nothing; text's linear baseline reads TF-IDF); or a
+    backbone's head on its frozen embeddings (the linear probe, T62)."""
+    linear = (family in ("mlp", "cnn", "rnn") and depth == 0 and facts.kind != "text") or family == "backbone"
     if custom is None and linear and facts.task in ("classification", "regression"):
         return
     what = (
@@ -484,7 +486,8 @@ def _check_exact(family: str, depth: int | None, facts: DataFacts, *, custom: st
     )
     raise BadInput(
         f"train.solver=exact solves the linear model (T44): model.depth=0 with family mlp, cnn or rnn, for "
-        f"classification or regression on tables, images or sequences; this recipe has {what}. Set "
+        f"classification or regression on tables, images or sequences, or a backbone's linear probe (T62); this "
+        f"recipe has {what}. Set "
         "model.depth=0, or train.solver=gradient."
     )
 

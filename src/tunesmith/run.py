@@ -48,6 +48,7 @@ class RunDir:
     preprocess = property(lambda self: self.path / "preprocess.json")
     env = property(lambda self: self.path / "env.json")
     failed = property(lambda self: self.path / "failed.json")  # a run that stopped on an error (see fitting.py)
+    embeddings = property(lambda self: self.path / "embeddings")  # a linear probe's cache (train/probe.py)
 
     @property
     def complete(self) -> bool:

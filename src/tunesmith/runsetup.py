@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -41,19 +42,26 @@ class RunSetup:
     prep: Prepared
     fold: int = 0
     user_model: nn.Module | None = None
+    embeddings: Path | None = None  # where a backbone's linear probe caches its embeddings (train/probe.py)
 
     @classmethod
     def build(
-        cls, recipe: Recipe, *, user_model: nn.Module | None = None, loaded: LoadedData | None = None
+        cls,
+        recipe: Recipe,
+        *,
+        user_model: nn.Module | None = None,
+        loaded: LoadedData | None = None,
+        embeddings: Path | None = None,
     ) -> RunSetup:
-        """Load `recipe`'s data (unless `loaded` is given), prepare fold 0 and resolve the recipe."""
+        """Load `recipe`'s data (unless `loaded` is given), prepare fold 0 and resolve the recipe; `embeddings`:
+        the folder of the run (or study) where a linear probe caches a backbone's embeddings."""
         loaded = (
             loaded
             if loaded is not None
             else load_data(recipe.data, seed=recipe.train.seed, backbone=recipe.model.backbone)
         )
         prep = loaded.prepare(0)
-        return cls(recipe, resolve(recipe, prep.facts), loaded, prep, 0, user_model)
+        return cls(recipe, resolve(recipe, prep.facts), loaded, prep, 0, user_model, embeddings)
 
     def for_fold(self, fold: int) -> RunSetup:
         """The same run on another cross-validation fold (preprocessing refitted on its training rows)."""
@@ -109,6 +117,7 @@ class RunSetup:
             augment=self.augment() if augment else None,
             callbacks=callbacks,  # the Trainer adds EarlyStopping (T43) itself
             target_inverse=self.prep.preprocessor.inverse_y if task == "regression" else None,
+            embeddings=self.embeddings,
         )
 
 
@@ -116,8 +125,8 @@ class SetupCache:
     """The setups of many recipes over one user model: each data configuration is loaded, and each of its
     folds prepared, once (trials that change only model or train sections share them)."""
 
-    def __init__(self, user_model: nn.Module | None = None) -> None:
-        self.user_model = user_model
+    def __init__(self, user_model: nn.Module | None = None, *, embeddings: Path | None = None) -> None:
+        self.user_model, self.embeddings = user_model, embeddings
         self._setups: dict[str, RunSetup] = {}
         self._folds: dict[tuple[str, int], Prepared] = {}
 
@@ -125,7 +134,7 @@ class SetupCache:
         """`recipe`'s setup on `fold` (its recipe resolved against fold 0, as `RunSetup.for_fold` keeps it)."""
         key = recipe.data.model_dump_json(exclude={"augment"}) + f"|{recipe.train.seed}|{recipe.model.backbone}"
         if key not in self._setups:
-            self._setups[key] = RunSetup.build(recipe, user_model=self.user_model)
+            self._setups[key] = RunSetup.build(recipe, user_model=self.user_model, embeddings=self.embeddings)
         setup = self._setups[key].with_recipe(recipe)
         if fold == 0:
             return setup

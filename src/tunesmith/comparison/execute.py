@@ -45,6 +45,7 @@ class Job:
     recipe: Recipe  # train.seed already set to `seed`
     out: Path
     resume: bool = False
+    embeddings: Path | None = None  # a backbone probe's embedding cache, shared by every job of the comparison
 
 
 def available_cores() -> int:
@@ -72,6 +73,7 @@ def run_job(job: Job, stop: Stop | None = None) -> SeedRun:
             callbacks=[_StopWhenSet(stop)] if stop is not None else None,
             progress=False,
             report=False,
+            embeddings=job.embeddings,
         )
     except TrainingDiverged as exc:
         raise TrainingDiverged(f"Variant {job.variant!r} at seed {job.seed} ({job.out}): {exc}") from None

@@ -100,9 +100,10 @@ def _jobs(variants: list[Variant], seeds: list[int], out: Path, *, resume: bool,
     for seed in seeds:
         for v in variants:
             recipe = v.recipe.with_overrides({"train.seed": seed})  # type: ignore[union-attr]
-            jobs.append(Job(v.name, seed, recipe, folders[v.name] / f"seed-{seed}", resume))
+            jobs.append(Job(v.name, seed, recipe, folders[v.name] / f"seed-{seed}", resume, out / "embeddings"))
             if repeat and len(jobs) == 1:
-                jobs.append(Job(v.name, seed, recipe, folders[v.name] / f"seed-{seed}-repeat", resume))
+                repeat_out = folders[v.name] / f"seed-{seed}-repeat"
+                jobs.append(Job(v.name, seed, recipe, repeat_out, resume, out / "embeddings"))
     return jobs
 
 

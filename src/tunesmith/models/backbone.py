@@ -26,6 +26,7 @@ Clark et al. 2020 (ELECTRA: layer-wise decay).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -106,17 +107,29 @@ class BackboneModel(nn.Module):
     """A pretrained encoder with a neck, a pooling and a dropout + Linear head on token ids (B, T), padded with 0."""
 
     def __init__(
-        self, backbone: nn.Module, *, hidden: int, neck: nn.Module, pool: nn.Module, dropout: float, n_outputs: int
+        self,
+        backbone: nn.Module,
+        *,
+        source: Path,
+        hidden: int,
+        neck: nn.Module,
+        pool: nn.Module,
+        dropout: float,
+        n_outputs: int,
     ) -> None:
         super().__init__()
         self.backbone, self.neck, self.pool = backbone, neck, pool
+        self.source = source  # the directory its weights came from (the probe's cache is keyed by them)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_outputs))
 
     def forward(self, ids: Tensor) -> Tensor:
+        return self.classifier(self.embed(ids))  # (B, n_outputs)
+
+    def embed(self, ids: Tensor) -> Tensor:
+        """The pooled representation (B, H) the head reads: what the linear probe is solved on (train/probe.py)."""
         mask = ids != PAD_ID  # (B, T)
         out = self.backbone(input_ids=ids, attention_mask=mask.long(), output_hidden_states=True)
-        x = self.neck(out.hidden_states)  # (B, T, H)
-        return self.classifier(self.pool(x, mask))  # (B, n_outputs)
+        return self.pool(self.neck(out.hidden_states), mask)  # neck: (B, T, H); pooled: (B, H)
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Parameters bottom to top: the embeddings (every backbone parameter outside the layer stack), each
@@ -144,11 +157,14 @@ def build_backbone_model(cfg: ModelConfig, *, n_outputs: int) -> BackboneModel:
     """The model of a resolved `cfg` with `cfg.backbone` set."""
     assert cfg.backbone is not None  # build_model calls it only then
     backbone = load_backbone(cfg.backbone, dropout=cfg.backbone_dropout)
+    source = locate(cfg.backbone).path
     n_hidden = int(backbone.config.num_hidden_layers) + 1  # the embeddings' output and each layer's
     neck: nn.Module = ScalarMix(n_hidden) if cfg.neck else LastLayer()
     pool: nn.Module = MeanPool() if cfg.pooling == "mean" else ClsPool()
     hidden = int(backbone.config.hidden_size)
-    return BackboneModel(backbone, hidden=hidden, neck=neck, pool=pool, dropout=cfg.dropout, n_outputs=n_outputs)
+    return BackboneModel(
+        backbone, source=source, hidden=hidden, neck=neck, pool=pool, dropout=cfg.dropout, n_outputs=n_outputs
+    )
 
 
 def neck_weights(model: nn.Module) -> dict[str, Any] | None:

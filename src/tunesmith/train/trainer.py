@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -29,6 +30,7 @@ from tunesmith.train.callbacks import EVENTS, Callback, EarlyStopping, FreezeBac
 from tunesmith.train.exact import solve_linear
 from tunesmith.train.losses import LossFn, default_loss, score_outputs
 from tunesmith.train.optim import Schedule, make_optimizer, max_norm_, weight_penalty
+from tunesmith.train.probe import solve_probe
 
 __all__ = ["DataArg", "Trainer", "forever", "probe_trainer", "resolve_device"]
 
@@ -110,6 +112,7 @@ class Trainer:
 
     task: classification | regression | reconstruction (picks the default loss and metrics, T12).
     target_inverse: maps scaled regression outputs back to target units for metrics (T05).
+    embeddings: the folder caching a backbone's embeddings for its linear probe (train/probe.py); None: no cache.
     """
 
     optimizer: torch.optim.Optimizer  # set by start()
@@ -125,6 +128,7 @@ class Trainer:
         augment: Augment | None = None,
         callbacks: Sequence[Callback] = (),
         target_inverse: Callable[[np.ndarray], np.ndarray] | None = None,
+        embeddings: Path | None = None,
     ) -> None:
         if cfg.batch_size is None or cfg.lr is None:
             raise BadInput("The Trainer needs a resolved recipe (batch_size and lr set); pass it through resolve().")
@@ -134,7 +138,7 @@ class Trainer:
         self.loss_fn = loss_fn if loss_fn is not None else default_loss(task)
         frozen = [FreezeBackbone(cfg.freeze_epochs)] if cfg.freeze_epochs else []  # a backbone's frozen start
         self.callbacks = [EarlyStopping(cfg.early_stopping), *frozen, *callbacks]  # T43 is part of every fit
-        self.target_inverse = target_inverse
+        self.target_inverse, self.embeddings = target_inverse, embeddings
         self.generator = torch.Generator().manual_seed(cfg.seed)  # shuffling + augmentation
         self.history: list[dict[str, float]] = []
         self.should_stop = False
@@ -236,14 +240,19 @@ class Trainer:
             cb.on_epoch_end(self, row)
 
     def _solve(self, batches: Batches) -> float:
-        """train.solver=exact: the depth-0 network's weights solved on every training row at once (train/exact.py);
-        the epoch's train loss is the solved model's loss on those rows. One epoch says all: training stops."""
+        """train.solver=exact: the depth-0 network's weights solved on every training row at once (train/exact.py),
+        or a backbone's head on its frozen embeddings (the linear probe, train/probe.py); the epoch's train loss is
+        the solved model's loss on those rows. One epoch says all: training stops."""
         if not isinstance(batches, TensorBatches):
             raise BadInput(
                 "train.solver=exact solves on in-memory arrays (x, y); it cannot read a Dataset or DataLoader. "
                 "Pass arrays, or use train.solver=gradient."
             )
-        solve_linear(self.model, batches.x.cpu().numpy(), batches.y.cpu().numpy(), task=self.task)
+        y = batches.y.cpu().numpy()
+        if hasattr(self.model, "embed"):  # a pretrained backbone: its head solved on the frozen embeddings
+            solve_probe(self.model, batches.x, y, task=self.task, cache=self.embeddings)
+        else:
+            solve_linear(self.model, batches.x.cpu().numpy(), y, task=self.task)
         self.should_stop = True
         return self.evaluate((batches.x, batches.y))["loss"]
 

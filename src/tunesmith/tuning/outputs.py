@@ -162,7 +162,14 @@ def refit(recipe: Recipe, run_dir: Path, *, folds: int, progress: bool, setups: 
     final = run_dir / "final"
     refit_recipe = recipe.with_overrides({"data.cv": folds, "data.ensemble": True})
     log.info("  the final model: the ensemble of the %d refit models (their predictions averaged)", folds)
-    result = fit(refit_recipe, out=final, progress=progress, report=False, model=setups.user_model)
+    result = fit(
+        refit_recipe,
+        out=final,
+        progress=progress,
+        report=False,
+        model=setups.user_model,
+        embeddings=setups.embeddings,
+    )
     for entry in sorted(final.iterdir()):  # the run directory holds the final model, as a fit's does
         if entry.name != "metrics.json":
             entry.rename(run_dir / entry.name)

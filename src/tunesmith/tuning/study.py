@@ -141,7 +141,8 @@ def tune(
     run.path.mkdir(parents=True, exist_ok=True)
     try:
         store = open_storage(storage, run_dir=run.path, workers=workers, cfg=cfg)
-        setups = SetupCache(model)  # every trial, precheck and refit fold trains a copy of `model`
+        setups = SetupCache(model, embeddings=run.embeddings)  # every trial, precheck and refit fold trains a copy of
+        # `model`; a backbone's probe trials share one cache of its embeddings
         meta = _join_or_create(store, name, candidate, resume=resume, setups=setups)
     except BadInput:
         if created:

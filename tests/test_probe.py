@@ -1,0 +1,118 @@
+"""The linear probe (T62): `train.solver=exact` with a backbone solves its head on the frozen embeddings,
+cached in the run directory: reused by a second run, extended for new rows, missed for another backbone."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from tests.textdata import save_tiny_bert, topical
+from tunesmith.fitting import fit as ts_fit
+from tunesmith.models.backbone import BackboneModel, build_backbone_model
+from tunesmith.recipe import ModelConfig
+from tunesmith.train import probe
+
+pytest.importorskip("transformers")
+
+PROBE = {"train.solver": "exact"}
+
+
+def probe_fit(folder: Path, bert: Path, *, out: str, rows: int = 90, seed: int = 0, cache: str = "cache") -> Any:
+    path = folder / f"t{rows}.csv"
+    if not path.is_file():
+        topical(rows, seed=4).to_csv(path, index=False)
+    overrides = {"model.backbone": str(bert), **PROBE}
+    return ts_fit(
+        data=str(path),
+        target="label",
+        seed=seed,
+        out=folder / out,
+        progress=False,
+        report=False,
+        overrides=overrides,
+        embeddings=folder / cache,
+    )
+
+
+@pytest.fixture
+def forwards(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The rows each embedding pass computed (not read from the cache)."""
+    counted: list[int] = []
+    real = probe._forward
+
+    def counting(model: Any, ids: torch.Tensor) -> list[np.ndarray]:
+        counted.append(len(ids))
+        return real(model, ids)
+
+    monkeypatch.setattr(probe, "_forward", counting)
+    return counted
+
+
+def test_the_probe_is_logistic_regression_on_the_frozen_embeddings(bert: Path, tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from tunesmith.train.exact import CS, MAX_ITER
+
+    result = probe_fit(tmp_path, bert, out="run")
+    model, prep = result.model, result.prepared
+    assert prep is not None
+    assert isinstance(model, BackboneModel) and result.metrics["epochs"] == 1
+    fresh = build_backbone_model(ModelConfig(backbone=str(bert), dropout=0.1), n_outputs=3).eval()
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(fresh.backbone.state_dict().values(), model.backbone.state_dict().values(), strict=True)
+    )  # frozen
+    x, y = torch.as_tensor(prep.x_train), torch.as_tensor(prep.y_train)
+    with torch.no_grad():
+        features = fresh.embed(x).numpy()
+    reference = make_pipeline(
+        StandardScaler(), LogisticRegressionCV(Cs=list(CS), cv=3, max_iter=MAX_ITER, scoring="neg_log_loss")
+    )
+    reference.fit(features, y.numpy())
+    xv = torch.as_tensor(prep.x_val)
+    with torch.no_grad():
+        ours = torch.softmax(model.eval()(xv), dim=1).numpy()
+        theirs = reference.predict_proba(fresh.embed(xv).numpy())
+    assert np.allclose(ours, theirs, atol=1e-4)
+    assert result.metrics["val"]["accuracy"] == pytest.approx(float((theirs.argmax(1) == prep.y_val).mean()))
+
+
+def test_the_cache_is_reused_extended_for_new_rows_and_missed_for_another_backbone(
+    bert: Path, tmp_path: Path, forwards: list[int]
+) -> None:
+    first = probe_fit(tmp_path, bert, out="run", cache="run/embeddings")  # the default: the run directory's
+    assert first.prepared is not None
+    n_train = len(first.prepared.x_train)
+    assert forwards == [n_train]  # each training row embedded once
+    (cached,) = (tmp_path / "run" / "embeddings").iterdir()
+    forwards.clear()
+    again = probe_fit(tmp_path, bert, out="again", cache="run/embeddings")  # a second run on the same rows
+    assert forwards == [] and again.metrics["val"] == first.metrics["val"]
+    more = probe_fit(tmp_path, bert, out="more", rows=120, cache="run/embeddings")  # the data changed: 30 new rows
+    assert more.prepared is not None and 0 < forwards[0] < len(more.prepared.x_train)  # only the unseen rows
+    forwards.clear()
+    other = save_tiny_bert(tmp_path / "other", topical(150, seed=9)["body"].tolist(), hidden=48)
+    probe_fit(tmp_path, other, out="another", cache="run/embeddings")
+    assert forwards == [n_train]  # another backbone: nothing reused, its own file beside the first
+    assert {p.name for p in (tmp_path / "run" / "embeddings").iterdir()} - {cached.name} != set()
+    forwards.clear()
+    shutil.rmtree(other)
+    save_tiny_bert(other, topical(150, seed=9)["body"].tolist(), hidden=48)  # new weights in the same directory
+    probe_fit(tmp_path, other, out="retrained", cache="run/embeddings")
+    assert forwards == [n_train]
+
+
+def test_probe_is_refused_nowhere_else_than_depth_0_or_a_backbone() -> None:
+    from tunesmith.errors import BadInput
+    from tunesmith.recipe import DataFacts, make_recipe, resolve
+
+    facts = DataFacts(task="classification", kind="text", input_shape=(20,), n_outputs=3, n_train=60, vocab_size=50)
+    with pytest.raises(BadInput, match="linear probe"):
+        resolve(make_recipe(overrides={"train.solver": "exact", "model.family": "bag"}), facts)
