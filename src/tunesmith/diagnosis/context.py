@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from tunesmith.diagnosis.base import Skip
+from tunesmith.diagnosis.pretrained import Pretrained, find_pretrained
 from tunesmith.diagnosis.targets import hard_labels, multilabel
 from tunesmith.recipe import TrainConfig
 from tunesmith.train.losses import LossFn
@@ -86,6 +87,11 @@ class Context:
     @cached_property
     def device(self) -> torch.device:
         return resolve_device(self.cfg.device)
+
+    @cached_property
+    def pretrained(self) -> Pretrained:
+        """The model's pretrained parts (a Hugging Face backbone) and their encoder blocks; empty when it has none."""
+        return find_pretrained(self.model)
 
     def fresh_model(self) -> nn.Module:
         """A new copy of the untrained model, on the device."""
