@@ -83,6 +83,7 @@ def test_a_healthy_backbone_setup_gets_no_false_findings_and_every_skip_has_a_re
     assert all(s.startswith("Skipped: ") and len(s) > 30 for s in skipped.values()), skipped
     assert not {c: f.summary for c, f in found.items() if f.failed}  # data and text checks included
     assert "pretrained backbone is loaded, not initialized" in found["bad_init"].summary
+    assert "token ids" in found["constant_columns"].summary  # positions [CLS] or padding fill are not features
     assert found["batch_independence"].status == "ok"  # differentiated through the embeddings' outputs
     for check in ("vanishing_gradients", "exploding_gradients"):
         assert found[check].status == "ok" and found[check].evidence["compared"] == "encoder blocks"

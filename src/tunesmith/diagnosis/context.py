@@ -203,6 +203,13 @@ class Context:
         """Inputs are integer codes (token ids, categories for an embedding), not measurements."""
         return not (self.x_train.is_floating_point() or self.x_train.is_complex())
 
+    @property
+    def token_ids(self) -> bool:
+        """Inputs are the token ids of texts (a text recipe, or a model with a pretrained backbone): their columns
+        are positions in a text, not features."""
+        text = self.texts is not None and self.texts.state.get("kind") == "text"
+        return self.integer_inputs and (text or bool(self.pretrained))
+
     def channels(self, name: str) -> tuple[np.ndarray, list[str]]:
         """(values, names): one column per feature (tables) or per channel, pooled over positions."""
         x = self.rows(name)
