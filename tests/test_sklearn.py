@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
 from sklearn.pipeline import make_pipeline
@@ -83,3 +87,49 @@ def test_bad_parameters_fail_at_fit_and_name_the_recipe_key(params: dict, expect
     model = NeuralClassifier(**params)  # __init__ only stores (scikit-learn's contract)
     with pytest.raises(BadInput, match=expect):
         model.fit(np.zeros((10, 2)), np.arange(10) % 2)
+
+
+# ---- backbone= (issue 13): a pretrained encoder as a knob ---------------------------------------------------
+@pytest.mark.parametrize("estimator", [NeuralClassifier, NeuralRegressor])
+def test_backbone_is_a_parameter_that_clone_and_set_params_keep(estimator: type, tmp_path: Path) -> None:
+    model = estimator(backbone=tmp_path, epochs=2)
+    assert model.backbone is tmp_path  # stored as given; checked at fit
+    assert model.get_params()["backbone"] is tmp_path and estimator().get_params()["backbone"] is None
+    assert clone(model).get_params()["backbone"] == tmp_path
+    pipe = make_pipeline(FunctionTransformer(), model)
+    pipe.set_params(**{f"{estimator.__name__.lower()}__backbone": "other/dir"})
+    assert clone(pipe)[-1].backbone == "other/dir"
+
+
+@pytest.mark.parametrize(
+    ("backbone", "X", "expect"),
+    [
+        (
+            3,
+            ["one text", "two texts", "three texts"],
+            "'backbone' parameter of NeuralClassifier must be a Hugging Face",
+        ),
+        ("  ", ["one text", "two texts", "three texts"], "'backbone' parameter of NeuralClassifier must be a Hugging"),
+        ("some/dir", np.zeros((3, 2)), "must be None when X is numeric. Got 'some/dir' instead. A pretrained"),
+    ],
+)
+def test_a_bad_backbone_fails_at_fit_naming_the_parameter(backbone: object, X: object, expect: str) -> None:
+    with pytest.raises(BadInput, match=re.escape(expect)):
+        NeuralClassifier(backbone=backbone).fit(X, np.array([0, 1, 0]))
+
+
+def test_a_backbone_classifier_fine_tunes_inside_a_pipeline(bert: Path) -> None:
+    from tests.textdata import TOPICS, topical
+
+    frame, fresh = topical(90, seed=1, words=(4, 20)), topical(30, seed=2, words=(4, 20))
+    pipe = make_pipeline(
+        FunctionTransformer(lambda texts: [t.strip().lower() for t in texts]),
+        NeuralClassifier(backbone=bert, epochs=2, lr=1e-3),
+    )
+    pipe.fit(("  " + frame["body"].str.upper()).tolist(), frame["label"].to_numpy())
+    clf = pipe[-1]
+    assert clf.backbone == bert and clf.recipe_.model.backbone == str(bert)  # the knob, untouched, set the recipe
+    assert clf.recipe_.model.family == "backbone" and type(clf.model_).__name__ == "BackboneModel"
+    assert set(pipe.predict(fresh["body"].tolist())) <= set(TOPICS)
+    assert pipe.predict_proba(fresh["body"].tolist()).shape == (30, 3)
+    assert clone(pipe)[-1].get_params() == clf.get_params()  # a fitted pipeline clones to its parameters

@@ -10,15 +10,20 @@ disk. The estimators pass `sklearn.utils.estimator_checks` (tests/test_sklearn.p
 
 X may also be a sequence of strings: the estimators then train a text model (the `bag` family by default)
 with a tokenizer fitted on the training rows (docs/text.md), exactly like `tunesmith fit` on a text column.
+`backbone=DIR` (a Hugging Face directory or hub id: `model.backbone`) fine-tunes that pretrained encoder on
+them instead, with its own tokenizer and the fine-tuning defaults; like every knob it is only stored by
+`__init__` and checked at `fit`, so `clone`, `get_params` and `set_params` treat it as any other parameter.
 
     from tunesmith.sklearn import NeuralClassifier
     GridSearchCV(NeuralClassifier(epochs=20), {"lr": [1e-3, 3e-3], "hidden": [64, 128]}).fit(X, y)
+    make_pipeline(FunctionTransformer(clean), NeuralClassifier(backbone=DIR, epochs=3)).fit(texts, labels)
 """
 
 from __future__ import annotations
 
 import abc
 import math
+import os
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -68,6 +73,7 @@ class _NeuralEstimator(BaseEstimator, abc.ABC):
         depth: int | None = None,
         dropout: float | None = None,
         seed: int | None = None,
+        backbone: str | os.PathLike[str] | None = None,
         recipe: Recipe | dict[str, Any] | None = None,
         verbose: bool = False,
     ) -> None:
@@ -78,6 +84,7 @@ class _NeuralEstimator(BaseEstimator, abc.ABC):
         self.depth = depth  # model.depth; None: 2 hidden layers, 0: the linear model
         self.dropout = dropout  # model.dropout; None: 0.1 (T15)
         self.seed = seed  # train.seed; None: 0. Seeds Python, NumPy and torch at fit (T50)
+        self.backbone = backbone  # model.backbone: a Hugging Face directory or hub id to fine-tune on text X (T30-T31)
         self.recipe = recipe  # a Recipe, or dotted overrides {"train.weight_decay": 1e-3, "data.val_size": 0.1}
         self.verbose = verbose  # a progress bar on a terminal
 
@@ -154,12 +161,27 @@ class _NeuralEstimator(BaseEstimator, abc.ABC):
         else:
             raise BadInput(must_be("recipe", name, "a Recipe or a dict of dotted overrides", self.recipe))
         knobs = {key: getattr(self, knob) for knob, key in KNOBS.items() if getattr(self, knob) is not None}
+        if self.backbone is not None:
+            knobs["model.backbone"] = self._backbone(kind)
         overrides = {**(self.recipe if isinstance(self.recipe, dict) else {}), **knobs}
         try:
             return base.with_overrides({**overrides, "data.task": self._task, "data.kind": kind})
         except BadInput as exc:
             mapping = ", ".join(f"{knob} is {key}" for knob, key in KNOBS.items())
             raise BadInput(f"{name}: {exc} (the knobs set recipe keys: {mapping}).") from None
+
+    def _backbone(self, kind: str) -> str:
+        """The `backbone` knob as model.backbone: a str or path, and only for text X (a backbone reads token ids)."""
+        name = type(self).__name__
+        if not isinstance(self.backbone, str | os.PathLike) or not str(self.backbone).strip():
+            allowed = "a Hugging Face model directory or hub id (a str or a path), or None"
+            raise BadInput(must_be("backbone", name, allowed, self.backbone))
+        if kind != "text":
+            raise BadInput(
+                must_be("backbone", name, "None when X is numeric", str(self.backbone))
+                + " A pretrained backbone encodes text: pass X as a sequence of strings, or leave backbone=None."
+            )
+        return os.fspath(self.backbone)
 
     def _outputs(self, X: Any) -> np.ndarray:
         """Model outputs for X: (N, n_outputs) float64."""
@@ -173,7 +195,8 @@ class _NeuralEstimator(BaseEstimator, abc.ABC):
 
 
 class NeuralClassifier(ClassifierMixin, _NeuralEstimator):
-    """A tunesmith MLP classifier (one logit for two classes, softmax otherwise; T12) with the recipe defaults.
+    """A tunesmith MLP classifier (one logit for two classes, softmax otherwise; T12) with the recipe defaults;
+    on text X a text model, or the pretrained `backbone` fine-tuned.
 
     Fitted attributes: classes_, n_features_in_, model_ (the nn.Module), preprocessor_, recipe_ (resolved),
     history_ (one row per epoch, as history.csv).
@@ -201,6 +224,7 @@ class NeuralClassifier(ClassifierMixin, _NeuralEstimator):
 
 class NeuralRegressor(RegressorMixin, _NeuralEstimator):
     """A tunesmith MLP regressor (MSE on z-scored targets, T05, T12) with the recipe defaults; y may be (N, K).
+    On text X a text model, or the pretrained `backbone` fine-tuned.
 
     Fitted attributes: n_features_in_, model_ (the nn.Module), preprocessor_, recipe_ (resolved), history_.
     """

@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from tunesmith.diagnosis.base import Skip
+from tunesmith.diagnosis.pretrained import Pretrained, find_pretrained
 from tunesmith.diagnosis.targets import hard_labels, multilabel
 from tunesmith.recipe import TrainConfig
 from tunesmith.train.losses import LossFn
@@ -86,6 +87,11 @@ class Context:
     @cached_property
     def device(self) -> torch.device:
         return resolve_device(self.cfg.device)
+
+    @cached_property
+    def pretrained(self) -> Pretrained:
+        """The model's pretrained parts (a Hugging Face backbone) and their encoder blocks; empty when it has none."""
+        return find_pretrained(self.model)
 
     def fresh_model(self) -> nn.Module:
         """A new copy of the untrained model, on the device."""
@@ -196,6 +202,13 @@ class Context:
     def integer_inputs(self) -> bool:
         """Inputs are integer codes (token ids, categories for an embedding), not measurements."""
         return not (self.x_train.is_floating_point() or self.x_train.is_complex())
+
+    @property
+    def token_ids(self) -> bool:
+        """Inputs are the token ids of texts (a text recipe, or a model with a pretrained backbone): their columns
+        are positions in a text, not features."""
+        text = self.texts is not None and self.texts.state.get("kind") == "text"
+        return self.integer_inputs and (text or bool(self.pretrained))
 
     def channels(self, name: str) -> tuple[np.ndarray, list[str]]:
         """(values, names): one column per feature (tables) or per channel, pooled over positions."""

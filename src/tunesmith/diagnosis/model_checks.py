@@ -4,11 +4,13 @@ Each check works on a fresh copy of the model through forward hooks and autograd
 nn.Module qualifies. Methods and sources:
 
 - bad_init (T13): output scale across the hidden layers (He 2015 keeps it constant) and identical
-  units (a symmetric init never breaks symmetry).
+  units (a symmetric init never breaks symmetry). A pretrained backbone's layers are loaded, not
+  initialized (pretrained.py): only the layers trained from scratch (the head) are judged.
 - batchnorm_small_batch (T14, T33): Wu & He 2018 (Group Normalization): BatchNorm degrades below
   16 samples per batch.
 - batch_independence: Karpathy 2019: the gradient of one sample's output must not reach other
-  samples' inputs.
+  samples' inputs (for integer token ids: the outputs of the embeddings that read them, so a
+  transformer's attention across the batch is caught as well).
 - train_eval_mode (T14, T15): in eval mode the same input gives the same output, whatever the batch.
 - frozen_layers: layers with requires_grad=False. Frozen trained weights (a pretrained backbone)
   are a choice (info); frozen weights whose values are indistinguishable from the layer's own
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -51,7 +55,15 @@ class BadInit(Check):
     tricks = ("T13",)
 
     def run(self, ctx: Context) -> Finding:
-        hidden = ctx.init.layers[:-1]  # the last weighted layer is the output head
+        pretrained = ctx.pretrained
+        # pretrained weights are loaded, not initialized: judge the layers trained from scratch (the head) only
+        scratch = [s for s in ctx.init.layers if not pretrained.holds(s.name)]
+        hidden = scratch[:-1]  # the last weighted layer is the output head
+        if pretrained and len(hidden) < 2:
+            raise Skip(
+                f"the pretrained {', '.join(p or 'model' for p in pretrained.parts)} is loaded, not initialized, and "
+                f"the {len(scratch)} weighted layer(s) trained from scratch have no hidden depth to compare"
+            )
         copies = [s.name for s in hidden if s.out_std > 0 and s.unit_spread < SYMMETRY]
         advice = "Use Kaiming init for ReLU-family layers and Xavier for tanh/sigmoid, with zero biases (T13)."
         if copies:
@@ -145,16 +157,20 @@ class BatchIndependence(Check):
 
     def run(self, ctx: Context) -> Finding:
         x, _ = ctx.probe_batch(8)
-        if len(x) < 2 or not x.is_floating_point():
-            raise Skip("needs at least two rows of floating-point inputs")
+        if len(x) < 2:
+            raise Skip("needs at least two rows")
         model = ctx.fresh_model().eval()
         worst = 0.0
         for i in (0, len(x) - 1):
-            xi = x.clone().requires_grad_(True)
-            out = model(xi)
-            (grad,) = torch.autograd.grad(out[i].sum(), xi, allow_unused=True)
-            if grad is None:
+            with _differentiable_inputs(model, x) as leaves:
+                out = model(x)
+            if not leaves:
+                raise Skip("integer inputs that no nn.Embedding reads: no floating-point input to differentiate")
+            grads = torch.autograd.grad(out[i].sum(), leaves, allow_unused=True)
+            parts = [g.reshape(len(x), -1) for g in grads if g is not None]  # None: an input the output never read
+            if not parts:
                 continue
+            grad = torch.cat(parts, dim=1)  # (B, values): each sample's share of every differentiated input
             own = float(grad[i].norm())
             others = float(torch.cat([grad[:i], grad[i + 1 :]]).norm())
             worst = max(worst, others / own if own > 0 else (math.inf if others > 0 else 0.0))
@@ -170,6 +186,32 @@ class BatchIndependence(Check):
                 **evidence,
             )
         return self.ok("Each sample's output depends only on its own input.", **evidence)
+
+
+@contextmanager
+def _differentiable_inputs(model: nn.Module, x: torch.Tensor) -> Iterator[list[torch.Tensor]]:
+    """The tensors to differentiate a forward pass by, filled during the pass: `x` itself when it is floating,
+    else the output of every nn.Embedding that reads the (B, ...) token ids (words, token types; position
+    embeddings read (T,) or (1, T) and are shared by the batch), detached into leaves so frozen embeddings count."""
+    if x.is_floating_point():
+        yield [x.requires_grad_(True)]
+        return
+    leaves: list[torch.Tensor] = []
+
+    def hook(module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> torch.Tensor | None:
+        ids = args[0] if args else None
+        if not isinstance(ids, torch.Tensor) or ids.ndim < 2 or ids.shape[0] != len(x) or out.shape[0] != len(x):
+            return None
+        leaf = out.detach().requires_grad_(True)
+        leaves.append(leaf)
+        return leaf
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Embedding)]
+    try:
+        yield leaves
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @register_check

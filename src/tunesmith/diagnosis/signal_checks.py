@@ -11,6 +11,10 @@
   256-row batch (a ReLU that never fires), at initialization and after the run (AUTOTRAINER flags
   70% zero gradients; here more than half of a layer's units).
 - saturated_units: Tanh/Sigmoid values at the rails, where the derivative is below 0.02.
+
+On a pretrained backbone (pretrained.py) the depth comparison reads the blocks of its encoder stack
+(first block against last), not the pretrained body against the fresh head; units dead or
+saturated in the pretrained weights are the model's own, so there only those the short run kills count.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 from tunesmith.diagnosis.base import Check, Skip, measured, register_check
 from tunesmith.diagnosis.context import Context
 from tunesmith.diagnosis.finding import Finding, fmt, series
+from tunesmith.diagnosis.pretrained import Pretrained
 from tunesmith.diagnosis.probes import LayerStat, layer_stats, saturation
 
 __all__ = ["DeadUnits", "ExplodingGradients", "SaturatedUnits", "VanishingGradients"]
@@ -47,9 +52,48 @@ def _relative(ctx: Context) -> tuple[np.ndarray, list[str], list[str]]:
     frozen = [name for name, t in zip(run.layers, trained, strict=True) if not t]
     if len(layers) < 2 or not len(run.grad_norms):
         raise Skip(f"needs at least two trained weighted layers (Linear, Conv, RNN); frozen: {len(frozen)}")
+    return _median_ratio(run.grad_norms[:, trained], run.weight_norms[:, trained]), layers, frozen
+
+
+def _median_ratio(grads: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Median over the recorded steps of grads / weights per column (0/0 and x/0 read as inf)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel = run.grad_norms[:, trained] / run.weight_norms[:, trained]
-    return np.median(np.where(np.isnan(rel), np.inf, rel), axis=0), layers, frozen
+        rel = grads / weights
+    return np.median(np.where(np.isnan(rel), np.inf, rel), axis=0)
+
+
+def _depth(ctx: Context) -> tuple[np.ndarray, list[str], str]:
+    """(relative gradient per unit of depth, the units, what they are), input end first (Skip: no depth).
+
+    Without a pretrained part, the units are the trained weighted layers. On a pretrained backbone
+    they are the trained blocks of its encoder stack (each block's weighted layers pooled into one
+    norm): a fresh head's gradients are large by design and it trains at a higher LR, so comparing
+    it with the pretrained body would call every healthy fine-tuning vanishing. With fewer than two
+    trained blocks (a frozen body), the layers trained from scratch are compared among themselves.
+    """
+    rel, layers, _ = _relative(ctx)
+    pretrained = ctx.pretrained
+    if not pretrained:
+        return rel, layers, "weighted layers"
+    run = ctx.run
+    member = [pretrained.block_of(name) for name in run.layers]
+    grads, weights, names = [], [], []
+    for block in pretrained.blocks:
+        cols = [i for i, b in enumerate(member) if b == block]
+        weight = np.sqrt((run.weight_norms[:, cols].astype(np.float64) ** 2).sum(axis=1))
+        if cols and (weight > 0).any():  # a frozen block gets no gradient by design
+            grads.append(np.sqrt((run.grad_norms[:, cols].astype(np.float64) ** 2).sum(axis=1)))
+            weights.append(weight)
+            names.append(block)
+    if len(names) >= 2:
+        return _median_ratio(np.stack(grads, axis=1), np.stack(weights, axis=1)), names, "encoder blocks"
+    scratch = [i for i, name in enumerate(layers) if not pretrained.holds(name)]
+    if len(scratch) < 2:
+        raise Skip(
+            f"the pretrained backbone has {len(names)} trained block(s) in its encoder stack and the head "
+            f"{len(scratch)} weighted layer(s): no depth to compare (the head is not compared with the pretrained body)"
+        )
+    return rel[scratch], [layers[i] for i in scratch], "weighted layers trained from scratch"
 
 
 @register_check
@@ -61,18 +105,30 @@ class VanishingGradients(Check):
     tricks = ("T65", "T11", "T14", "T18")
 
     def run(self, ctx: Context) -> Finding:
-        rel, layers, frozen = _relative(ctx)
+        frozen = _relative(ctx)[2]
+        rel, layers, compared = _depth(ctx)
         first, last = float(rel[0]), float(rel[-1])
-        if not (math.isfinite(last) and last > 0):
-            raise Skip("the last layer receives no finite gradient")
-        ratio = first / last if math.isfinite(first) else math.inf
         evidence: dict[str, Any] = {
-            "value": ratio,
+            "value": first / last if math.isfinite(first) and last > 0 else math.inf,
             "threshold": 1 / DEPTH_RATIO,
             "relative_gradients": series(rel),
             "layers": layers,
+            "compared": compared,
             "frozen_layers": frozen,
         }
+        if compared == "encoder blocks" and not rel.any():  # trainable, yet no gradient arrives
+            evidence.update(value=0.0)
+            return self.found(
+                "warn",
+                f"No gradient reaches the backbone's trainable blocks ({layers[0]} ... {layers[-1]}): their relative "
+                f"gradient is 0 (< threshold {fmt(1 / DEPTH_RATIO)} of the top block's), so only the head learns.",
+                advice="Look for a detach(), torch.no_grad() or a non-differentiable step between the backbone and the "
+                "head; to train the head alone on purpose, freeze the backbone (requires_grad=False) instead.",
+                **evidence,
+            )
+        if not (math.isfinite(last) and last > 0):
+            raise Skip(f"the last of the {compared} receives no finite gradient")
+        ratio = evidence["value"]
         if ratio < 1 / DEPTH_RATIO:
             return self.found(
                 "warn",
@@ -82,7 +138,9 @@ class VanishingGradients(Check):
                 "residual connections (T18) and a matching init (T13) (T65).",
                 **evidence,
             )
-        return self.ok(f"Gradients reach the first layer (first/last relative gradient {fmt(ratio)}).", **evidence)
+        return self.ok(
+            f"Gradients reach the first of the {compared} (first/last relative gradient {fmt(ratio)}).", **evidence
+        )
 
 
 @register_check
@@ -95,16 +153,23 @@ class ExplodingGradients(Check):
 
     def run(self, ctx: Context) -> Finding:
         run = ctx.run
-        rel, layers, frozen = _relative(ctx)
+        rel, names, frozen = _relative(ctx)
+        try:
+            by_depth, layers, compared = _depth(ctx)
+        except Skip:  # a frozen pretrained body: no depth to compare, the other measures still apply
+            by_depth, layers, compared = rel[:1], names[:1], "no depth"
         total = np.sqrt((run.grad_norms.astype(np.float64) ** 2).sum(axis=1))
         finite = total[np.isfinite(total)]
         growth = float(finite.max() / finite[0]) if len(finite) and finite[0] > 0 else 1.0
-        depth = float(rel[0] / rel[-1]) if rel[-1] > 0 else math.inf
+        depth = float(by_depth[0] / by_depth[-1]) if by_depth[-1] > 0 else math.inf
+        if compared == "encoder blocks" and not by_depth.any():
+            depth = 1.0  # no gradient reaches the blocks at all (vanishing_gradients says so): nothing explodes
         evidence: dict[str, Any] = {
             "value": depth,
             "threshold": DEPTH_RATIO,
             "growth": growth,
             "gradient_norm": series(total),
+            "compared": compared,
             "frozen_layers": frozen,
         }
         advice = (
@@ -145,9 +210,22 @@ class ExplodingGradients(Check):
         return self.ok(f"Gradient norms stay bounded (first/last {fmt(depth)}, growth {fmt(growth)}x).", **evidence)
 
 
-def _dead(stats: list[LayerStat]) -> list[tuple[str, float]]:
-    """(layer, share of dead input units) for weighted layers after the first (whose inputs are the data)."""
-    return [(s.name, s.dead_inputs / s.n_inputs) for s in stats[1:] if s.n_inputs >= MIN_UNITS]
+def _dead(
+    stats: list[LayerStat], pretrained: Pretrained, init: list[LayerStat] | None = None
+) -> list[tuple[str, float]]:
+    """(layer, share of dead input units) for weighted layers after the first (whose inputs are the data).
+
+    A pretrained layer's units that are dead before training are the pretrained model's, not the setup's: at
+    init (`init` None) such layers are left out, after the run (`init` given) only the units that died count.
+    """
+    before = {s.name: s.dead_inputs for s in init or []}
+    shares = []
+    for s in stats[1:]:
+        if s.n_inputs < MIN_UNITS or (init is None and pretrained.holds(s.name)):
+            continue
+        dead = s.dead_inputs - before.get(s.name, 0) if pretrained.holds(s.name) else s.dead_inputs
+        shares.append((s.name, max(0, dead) / s.n_inputs))
+    return shares
 
 
 @register_check
@@ -160,7 +238,8 @@ class DeadUnits(Check):
 
     def run(self, ctx: Context) -> Finding:
         x, _ = ctx.probe_batch()
-        found = {"init": _dead(ctx.init.layers), "after": _dead(layer_stats(ctx.clone(ctx.run.model).train(), x))}
+        after = layer_stats(ctx.clone(ctx.run.model).train(), x)
+        found = {"init": _dead(ctx.init.layers, ctx.pretrained), "after": _dead(after, ctx.pretrained, ctx.init.layers)}
         shares = [(when, name, share) for when, layers in found.items() for name, share in layers]
         if not shares:
             raise Skip("no hidden weighted layer with 8 or more input units")
@@ -189,7 +268,14 @@ class SaturatedUnits(Check):
 
     def run(self, ctx: Context) -> Finding:
         x, _ = ctx.probe_batch()
-        found = {"init": ctx.init.saturated, "after": saturation(ctx.clone(ctx.run.model).train(), x)}
+        init, after, pretrained = ctx.init.saturated, saturation(ctx.clone(ctx.run.model).train(), x), ctx.pretrained
+        found = {  # a pretrained module's saturation is the pretrained model's: only what the run adds counts
+            "init": {name: share for name, share in init.items() if not pretrained.holds(name)},
+            "after": {
+                name: max(0.0, share - init.get(name, 0.0)) if pretrained.holds(name) else share
+                for name, share in after.items()
+            },
+        }
         shares = [(when, name, share) for when, layers in found.items() for name, share in layers.items()]
         if not shares:
             raise Skip(
