@@ -97,13 +97,13 @@ def test_layer_wise_decay_gives_each_layer_its_documented_lr(bert: Path) -> None
     t = recipe.train
     assert (t.optimizer, t.lr, t.head_lr_mult, t.layer_decay, t.schedule, t.clip_norm) == (
         "adamw",
-        5e-5,
+        1e-4,
         20.0,
         0.9,
         "linear",
         1.0,
     )
-    assert t.warmup_epochs == pytest.approx(0.1 * t.epochs)
+    assert (t.epochs, t.batch_size) == (10, 16) and t.warmup_epochs == pytest.approx(0.1 * t.epochs)
     model = build_backbone_model(recipe.model, n_outputs=3)
     groups = make_optimizer(model, t).param_groups
     assert groups[0]["lr"] == t.lr  # the top layer's group first: history.csv's lr is train.lr's schedule
@@ -253,17 +253,25 @@ def test_a_hub_id_without_network_exits_2_naming_the_field_and_the_fix(tmp_path:
     assert "local-dir" in done.output and "Traceback" not in done.output
 
 
-def test_tune_with_a_backbone_and_no_declared_space_exits_2_before_any_work(bert: Path, tmp_path: Path) -> None:
+def test_tune_searches_the_fine_tuning_space_after_the_linear_probe(bert: Path, tmp_path: Path) -> None:
+    """tune with a backbone: the probe first (T62), the fine-tuning space, the final choice against the probe."""
     from typer.testing import CliRunner
 
     from tunesmith.cli import app
 
-    topical(30).to_csv(tmp_path / "t.csv", index=False)
+    topical(90).to_csv(tmp_path / "t.csv", index=False)
     args = ["tune", "--data", str(tmp_path / "t.csv"), "--target", "label", "--out", str(tmp_path / "run")]
-    done = CliRunner().invoke(app, [*args, "--trials", "2", "--set", f"model.backbone={bert}"])
-    assert done.exit_code == 2, done.output
-    assert "model.backbone" in done.output and "tune.space" in done.output and "Traceback" not in done.output
-    assert not (tmp_path / "run").exists()
+    fast = ["--set", "tune.folds=1", "--set", "tune.epochs=3", "--set", "tune.refit_folds=2"]
+    done = CliRunner().invoke(app, [*args, "--trials", "4", "--set", f"model.backbone={bert}", *fast])
+    assert done.exit_code == 0, done.output
+    tuning = json.loads((tmp_path / "run" / "tuning.json").read_text())
+    assert {"model.neck", "train.layer_decay", "train.head_lr_mult", "model.backbone_dropout"} <= set(tuning["space"])
+    probe = tuning["prechecks"]["probe"]
+    assert 0.0 < probe["value"] <= 1.0 and "linear probe" in probe["why"]
+    final = tuning["final"]
+    assert "linear probe" in final["linear"]["model"] and final["chosen"] in ("linear", "network")
+    if final["chosen"] == "linear":  # the probe delivered: the final recipe is the probe
+        assert load_recipe(tmp_path / "run" / "best_recipe.yaml").train.solver == "exact"
 
 
 class Interrupt(Callback):
@@ -314,5 +322,5 @@ def test_minilm_fine_tunes_a_few_steps(tmp_path: Path) -> None:
     minilm = Path(package.__file__).parent / "model"
     overrides = {"model.backbone": str(minilm), "train.batch_size": 16}
     result = fit_topical(tmp_path, 60, seed=3, epochs=2, overrides=overrides)
-    assert result.recipe.train.lr == 5e-5 and len(result.history) == 2
+    assert result.recipe.train.lr == 1e-4 and len(result.history) == 2
     assert result.metrics["test"]["accuracy"] > 1 / 3

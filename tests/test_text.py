@@ -154,6 +154,30 @@ def test_dynamic_padding_cuts_each_batch_to_its_longest_row() -> None:
     assert seen[-1] == 32
 
 
+def test_grouping_by_length_pads_far_less_and_still_serves_every_row_once() -> None:
+    from tunesmith.train.trainer import TensorBatches
+
+    rng = np.random.default_rng(0)
+    lengths = torch.from_numpy(rng.integers(1, 60, size=1001))
+    x = (torch.arange(60)[None, :] < lengths[:, None]).long()  # 1001 rows of 1..59 tokens, right-padded
+    served = {}
+    for group in (False, True):
+        batches = TensorBatches(
+            x,
+            torch.arange(1001),
+            16,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(0),
+            lengths=lengths,
+            group=group,
+        )
+        rows = [yb for _, yb in batches]
+        assert sorted(torch.cat(rows).tolist()) == list(range(1001))  # every row once (1001 % 16 = 9: no lone row)
+        served[group] = sum(xb.numel() for xb, _ in batches)  # token cells the model reads, padding included
+    assert served[True] < 0.6 * served[False]  # random batches of 16 nearly always hold a row of ~59 tokens
+    assert served[True] >= int(lengths.sum())
+
+
 # ---- fit, predict, estimators --------------------------------------------------------------------------
 def test_a_from_scratch_fit_beats_chance_by_a_wide_margin(text_run: Path) -> None:
     metrics = json.loads((text_run / "run" / "metrics.json").read_text())

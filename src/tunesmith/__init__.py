@@ -27,6 +27,8 @@ _API = {
     "Callback": "tunesmith.train.callbacks",
     "build_model": "tunesmith.models",
     "set_dropout": "tunesmith.models",
+    "NeuralClassifier": "tunesmith.sklearn",  # scikit-learn estimators
+    "NeuralRegressor": "tunesmith.sklearn",
     "TunesmithError": "tunesmith.errors",
     "BadInput": "tunesmith.errors",
     "TrainingDiverged": "tunesmith.errors",

@@ -25,7 +25,10 @@ from tunesmith.errors import BadInput, closest
 from tunesmith.tuneconfig import TuneConfig
 from tunesmith.validate import Section, read_text
 
-BACKBONE_LR = 5e-5  # T31: the top of BERT's fine-tuning grid (2e-5..5e-5); small encoders take up to 1e-4
+BACKBONE_LR = 1e-4  # T31: the top layer's; small encoders (MiniLM) fine-tune at up to 1e-4 (docs/text.md: measured)
+BACKBONE_BATCH = 16  # T07: fine-tuning's usual 16-32; on small data more, smaller steps
+FINETUNE_EPOCHS = 10  # train.epochs with a backbone (docs/text.md)
+EPOCHS = 30  # train.epochs otherwise
 HEAD_LR_MULT = 20.0  # the head at 1e-3: the from-scratch rate, for the only layer that starts from scratch
 LAYER_DECAY = 0.9  # per layer from the top: a 6-layer encoder's embeddings train at 0.9^6 = 0.53 of lr
 WARMUP_SHARE = 0.1  # of the epochs (T32): BERT's 10%
@@ -163,7 +166,9 @@ class EarlyStopConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = Field(30, ge=1)
+    # None: 30 from scratch (early stopping ends most runs sooner, T43); FINETUNE_EPOCHS with a backbone, whose
+    # warmup and linear decay span the epochs asked for (BERT fine-tunes for 2-4, small data want a few more)
+    epochs: int | None = Field(None, ge=1)
     # T44: "gradient" trains by the optimizer's mini-batch steps; "exact" solves a depth-0 network (the linear
     # model) with scikit-learn's RidgeCV / LogisticRegressionCV in one epoch, its penalty cross-validated; with a
     # backbone, that model on its frozen embeddings: the linear probe (T62, train/probe.py)
@@ -203,6 +208,15 @@ class TrainConfig(Section):
     monitor: bool = True  # T65, T66: layers.csv from hooks on one batch per epoch; off saves that batch's overhead
     dynamic_padding: bool | Literal["auto"] = "auto"  # text: each batch of token ids is cut to its longest row
     # (pad columns beyond it dropped), so short texts cost little; auto: on for text, off elsewhere
+    group_by_length: bool = False  # with dynamic padding: each training batch drawn from rows of similar length
+    # (pools of 50 batches sorted by length, batches in random order): far less padding, slightly less random batches
+
+    @property
+    def n_epochs(self) -> int:
+        """train.epochs of a resolved recipe (resolve sets it)."""
+        if self.epochs is None:
+            raise BadInput("train.epochs is unset: pass the recipe through resolve() before training with it.")
+        return self.epochs
 
 
 class Recipe(Section):
@@ -418,7 +432,8 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
     default_lr = BACKBONE_LR if backbone else default_lr
     schedule = "linear" if backbone else ("cosine" if pretrained else "onecycle")
     norm = m.norm if m.norm != "auto" else ("layer" if facts.kind in ("sequence", "text") else "batch")  # T14
-    batch_size = t.batch_size or _batch_size_for(facts.n_train)
+    batch_size = t.batch_size or (BACKBONE_BATCH if backbone else _batch_size_for(facts.n_train))
+    epochs = t.epochs or (FINETUNE_EPOCHS if backbone else EPOCHS)
     if norm == "batch" and batch_size < 2 and m.custom is None:
         raise BadInput(
             "train.batch_size=1 cannot train with batch norm (model.norm=batch, the default for tables and "
@@ -454,12 +469,12 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
             ),
             "train": t.model_copy(
                 update={
-                    "epochs": 1 if t.solver == "exact" else t.epochs,  # solved in one step: no second epoch
+                    "epochs": 1 if t.solver == "exact" else epochs,  # solved in one step: no second epoch
                     "optimizer": optimizer,
                     "lr": t.lr or default_lr,
                     "batch_size": batch_size,
                     "schedule": t.schedule if t.schedule != "auto" else schedule,
-                    "warmup_epochs": (WARMUP_SHARE * t.epochs if backbone else 0.0)
+                    "warmup_epochs": (WARMUP_SHARE * epochs if backbone else 0.0)
                     if t.warmup_epochs is None
                     else t.warmup_epochs,
                     "clip_norm": t.clip_norm or (1.0 if backbone else None),  # T34

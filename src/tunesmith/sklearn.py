@@ -77,7 +77,7 @@ class _NeuralEstimator(BaseEstimator, abc.ABC):
         recipe: Recipe | dict[str, Any] | None = None,
         verbose: bool = False,
     ) -> None:
-        self.epochs = epochs  # None: the recipe's 30, with early stopping (T43)
+        self.epochs = epochs  # None: the recipe's (30 with early stopping, T43; 10 fine-tuning a backbone)
         self.lr = lr  # None: 1e-3 for AdamW (T31)
         self.batch_size = batch_size  # None: from the training rows (T07)
         self.hidden = hidden  # model.width; None: 256 units

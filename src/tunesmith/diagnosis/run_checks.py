@@ -295,7 +295,7 @@ class LrSchedule(Check):
         if cfg.schedule == "plateau":
             raise Skip("reduce-on-plateau follows the validation loss: it cannot be simulated ahead")
         per_epoch = ctx.steps_per_epoch
-        total = cfg.epochs * per_epoch
+        total = cfg.n_epochs * per_epoch
         if total > MAX_SIMULATED:
             raise Skip(f"{total} steps are too many to simulate")
         optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=ctx.lr)

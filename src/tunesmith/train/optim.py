@@ -67,7 +67,7 @@ class Schedule:
     """One object for every T32 schedule: `step()` after each optimizer step, `epoch_end(val_loss)`."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> None:
-        total = max(1, cfg.epochs * steps_per_epoch)
+        total = max(1, cfg.n_epochs * steps_per_epoch)
         warmup = round((cfg.warmup_epochs or 0.0) * steps_per_epoch)
         if warmup and cfg.schedule in ("onecycle", "plateau"):
             raise BadInput(

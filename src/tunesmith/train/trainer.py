@@ -46,6 +46,7 @@ class Batches(Protocol):
 
 
 EVAL_BATCH = 1024
+GROUP_POOL = 50  # batches per pool sorted by length under train.group_by_length (Hugging Face's megabatch)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -62,6 +63,9 @@ class TensorBatches:
 
     lengths: token ids (N, L) right-padded with 0 (text): each row's length, on the host. Each batch is then
     cut to its longest row (dynamic padding), read from these host numbers: no device sync per batch.
+    group: with lengths, shuffled rows are sorted by length within pools of GROUP_POOL batches, and the batches
+    cut from them are served in random order (Hugging Face's group_by_length): rows of a batch have similar
+    lengths, so little of it is padding.
     """
 
     def __init__(
@@ -73,9 +77,10 @@ class TensorBatches:
         shuffle: bool,
         generator: torch.Generator | None = None,
         lengths: torch.Tensor | None = None,
+        group: bool = False,
     ) -> None:
         self.x, self.y, self.batch_size, self.shuffle, self.generator = x, y, batch_size, shuffle, generator
-        self.lengths = lengths
+        self.lengths, self.group = lengths, group and lengths is not None
 
     def __len__(self) -> int:
         return math.ceil(self._rows() / self.batch_size)
@@ -95,10 +100,25 @@ class TensorBatches:
                 )
             return
         host = torch.randperm(len(self.x), generator=self.generator)
+        if self.group:
+            host = self._grouped(host)
         order = host.to(self.x.device)
         for i in range(0, n, self.batch_size):
             idx = order[i : i + self.batch_size]
             yield self._trim(self.x[idx], host[i : i + self.batch_size]), self.y[idx]
+
+    def _grouped(self, perm: torch.Tensor) -> torch.Tensor:
+        """The shuffled rows sorted by length (longest first) within each pool of GROUP_POOL batches, cut into
+        batches served in random order; a partial batch stays last (where `_rows` may leave out a lone row)."""
+        assert self.lengths is not None  # group is set only with lengths
+        pools = [
+            p[torch.argsort(self.lengths[p], descending=True, stable=True)]
+            for p in perm.split(GROUP_POOL * self.batch_size)
+        ]
+        batches = torch.cat(pools).split(self.batch_size)
+        full = [b for b in batches if len(b) == self.batch_size]
+        rest = [b for b in batches if len(b) < self.batch_size]
+        return torch.cat([*(full[i] for i in torch.randperm(len(full), generator=self.generator)), *rest])
 
     def _trim(self, xb: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
         """Dynamic padding: the batch without the pad columns beyond its longest row (at least one column)."""
@@ -169,6 +189,7 @@ class Trainer:
             shuffle=train,
             generator=self.generator,
             lengths=_token_lengths(x) if self.cfg.dynamic_padding is True else None,
+            group=train and self.cfg.group_by_length,
         )
 
     # ---- training ------------------------------------------------------------------------------
@@ -193,7 +214,7 @@ class Trainer:
         for cb in events["fit_start"]:
             cb.on_fit_start(self)
         try:
-            for epoch in range(len(self.history), cfg.epochs):
+            for epoch in range(len(self.history), cfg.n_epochs):
                 if self.should_stop:
                     break
                 self._epoch(epoch, train_batches, n_batches, val, events)

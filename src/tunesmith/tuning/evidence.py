@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-__all__ = ["BatchSizeEvidence", "LrEvidence", "LrFindEvidence", "NoiseEvidence", "OverfitEvidence"]
+__all__ = ["BatchSizeEvidence", "LrEvidence", "LrFindEvidence", "NoiseEvidence", "OverfitEvidence", "ProbeEvidence"]
 
 
 class OverfitEvidence(TypedDict, total=False):
@@ -54,4 +54,12 @@ class NoiseEvidence(TypedDict, total=False):
     spread: float  # their standard deviation
     lead: float  # the starting recipe's mean score against the constant predictor's (what the search refines)
     repeats: int  # folds each trial is scored on (1: one split)
+    why: str
+
+
+class ProbeEvidence(TypedDict):
+    """T62, before the first trial with a backbone: the linear probe's validation score, the bar to beat."""
+
+    value: float
+    seconds: float
     why: str

@@ -13,9 +13,13 @@ model shares). The linear model is chosen when its score is better than that or 
 error of it (the simpler of two models that validation cannot tell apart, as the capacity stage chooses).
 Its trainings are priced into --timeout (worker.TimeBudget `check_runs`).
 
+With a pretrained backbone the linear model is its linear probe (T62, train/probe.py: the same recipe at
+`train.solver: exact`, the head solved on the frozen embeddings): fine-tuning is delivered only when it
+beats the probe by more than a standard error, and tuning.json records by how much.
+
 Skipped, with the reason recorded, under `tune.final: network`, and where there is no linear model to
-solve: reconstruction, text, a user's own model, or a training matrix beyond the baselines' size budget
-(baselines.MAX_CELLS).
+solve: reconstruction, text trained from scratch, a user's own model, or a training matrix beyond the
+baselines' size budget (baselines.MAX_CELLS).
 """
 
 from __future__ import annotations
@@ -68,6 +72,8 @@ def choose_final(best: Recipe, trial: FrozenTrial, meta: Meta, setups: SetupCach
     seeds = [best.train.seed + 1 + i for i in range(FRESH_SEEDS)]
     facts = setups.get(best).facts
     model = linear_name(facts.task, facts.kind)
+    if best.model.backbone is not None:
+        model = f"the linear probe, {linear_name(facts.task, 'tabular')} on the frozen backbone's embeddings"
     try:
         fresh = np.mean([scores(best, seed) for seed in seeds], axis=0)  # per fold, averaged over the fresh seeds
     except TrainingDiverged as exc:  # a winner that diverges on another seed is no model to ship
@@ -119,9 +125,9 @@ def _why_not(best: Recipe, setups: SetupCache) -> str:
     prep = setups.get(best).prep
     if prep.facts.task not in ("classification", "regression"):
         return f"{prep.facts.task}: no linear model is solved for it"
-    if prep.facts.kind == "text":  # the text families' own linear model is the bag at depth 0, searched already
+    if prep.facts.kind == "text" and best.model.backbone is None:  # the bag at depth 0 is searched already
         return "text: a linear model of token ids in their positions means nothing (the baseline reads TF-IDF)"
     rows, cells = len(prep.x_train), int(np.prod(prep.x_train.shape))
-    if cells > MAX_CELLS:
+    if cells > MAX_CELLS and best.model.backbone is None:  # a probe's cost is one pass of embeddings, not cells
         return f"{rows:,} training rows x {cells // max(rows, 1):,} features exceed the linear model's budget"
     return ""

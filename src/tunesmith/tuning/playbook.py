@@ -90,6 +90,10 @@ LR_KEYS = {
     "train.effective_batch_size",
     "train.clip_norm",
     "train.clip_value",
+    "train.head_lr_mult",  # a backbone's (tuning/space.py finetune_space): LRs and how long they run
+    "train.layer_decay",
+    "train.freeze_epochs",
+    "train.epochs",
 }
 REGULARIZATION_KEYS = {
     "model.dropout",
@@ -99,6 +103,7 @@ REGULARIZATION_KEYS = {
     "train.l1",
     "train.l2",
     "train.max_norm",
+    "model.backbone_dropout",  # T15
 }
 REGULARIZATION_PREFIXES = ("data.augment.", "train.early_stopping.")
 # T40: the capacity stage proves the model can fit, so nothing may hold it back
@@ -169,7 +174,7 @@ def plan_stages(
 
     evidence: what the data said of the capacity keys (T10's {"family": ...} when the family is searched),
     kept with the stage that searches them, for its plan line and its decision."""
-    fixed = {"train.epochs": cfg.epochs}
+    fixed = {} if "train.epochs" in space else {"train.epochs": cfg.epochs}  # searched (a backbone's): its own
     if cfg.strategy == "flat":
         n = _cap(trials, space, cfg)
         return [Stage("flat", space, n, 1.0, _explore(n, cfg), fixed, dict(evidence or {}))]
@@ -365,8 +370,8 @@ def _capacity_winner(
         below = f"train loss <= {bar:.3g}, the noise floor: what the best model left unpredicted, T40"
     if not fits:
         evidence["warnings"].append(
-            "no model reached a low training loss: the largest tried is too small or the LR is off; widen the "
-            "capacity space (model.width, model.depth) and rerun (T40)"
+            "no model reached a low training loss: the largest tried is too small, the LR is off or the trials are "
+            "short; widen the capacity space (model.width, model.depth) or raise tune.epochs and rerun (T40)"
         )
         if judge.repeats == 1:
             closest = min(ranked, key=lambda t: t.user_attrs.get("train_loss", math.inf))

@@ -4,6 +4,10 @@
   trained on one mini-batch of training rows for up to `STEPS` steps, must drive that batch's loss
   far below the chance level. When it cannot, no amount of tuning will help: the evidence points
   at a bug (labels, loss, LR).
+- the linear probe (T62), once, before the first trial when a pretrained backbone is tuned: the backbone
+  frozen and a linear head solved on its embeddings (train/probe.py), scored on the validation split. It
+  costs one pass of embeddings and is the first evidence: fine-tuning must beat it, and the final choice
+  (tuning/final.py) delivers the probe when the best fine-tuned model does not, by more than a standard error.
 - noise (issue 14), once, before the first trial: the starting recipe trained under NOISE_SEEDS seeds
   on the same split. When the validation split is small (under SMALL_VAL rows) or the seeds' spread
   is more than NOISE_SHARE of the recipe's lead over the constant predictor (the differences the
@@ -25,6 +29,8 @@ the one final evaluation.
 
 from __future__ import annotations
 
+import time
+
 from tunesmith.errors import TrainingDiverged
 from tunesmith.runsetup import RunSetup
 from tunesmith.train.batch_size import find_batch_size
@@ -32,11 +38,19 @@ from tunesmith.train.callbacks import Callback
 from tunesmith.train.lr_find import lr_find
 from tunesmith.train.trainer import Trainer
 from tunesmith.tuneconfig import ParamSpec
-from tunesmith.tuning.evidence import LrEvidence, NoiseEvidence, OverfitEvidence
+from tunesmith.tuning.evidence import LrEvidence, NoiseEvidence, OverfitEvidence, ProbeEvidence
 from tunesmith.tuning.objective import train_trial
 from tunesmith.tuning.playbook import REGULARIZATION_OFF
 
-__all__ = ["CV_FOLDS", "NOISE_SEEDS", "describe", "lr_prechecks", "measure_noise", "overfit_one_batch"]
+__all__ = [
+    "CV_FOLDS",
+    "NOISE_SEEDS",
+    "describe",
+    "linear_probe",
+    "lr_prechecks",
+    "measure_noise",
+    "overfit_one_batch",
+]
 
 BATCH_ROWS = 64  # the one batch the model must memorize
 STEPS = 100  # optimizer steps on it (Adam memorizes 64 rows in far fewer)
@@ -45,6 +59,18 @@ NOISE_SHARE = 0.02  # a spread above this share of the lead over the constant pr
 SMALL_VAL = 200  # validation rows below which one split's score is noisy whatever the seeds say
 LARGE_VAL = 2000  # validation rows from which one split's score is trusted without measuring
 CV_FOLDS = 5  # folds a trial is scored on when one split is too noisy
+
+
+def linear_probe(setup: RunSetup, *, metric: str, maximize: bool) -> ProbeEvidence:
+    """T62: the backbone's linear probe (train.solver=exact) scored on the validation split, and what it cost."""
+    started = time.perf_counter()
+    value = train_trial(setup.with_overrides({"train.solver": "exact"}), metric=metric, maximize=maximize).value
+    seconds = time.perf_counter() - started
+    why = (
+        f"the linear probe (the backbone frozen, a linear head on its embeddings) scores val {metric} {value:.4g} in "
+        f"{seconds:.1f} s: fine-tuning must beat it"
+    )
+    return {"value": round(value, 6), "seconds": round(seconds, 3), "why": why}
 
 
 def measure_noise(setup: RunSetup, *, metric: str, maximize: bool, epochs: int) -> NoiseEvidence:

@@ -24,7 +24,15 @@ from tunesmith.tuneconfig import ParamSpec
 if TYPE_CHECKING:
     from tunesmith.recipe import DataFacts, Recipe
 
-__all__ = ["EMBED_DIMS", "SEQUENCE_FAMILIES", "ambiguous_kind", "check_space", "default_space", "space_to_json"]
+__all__ = [
+    "EMBED_DIMS",
+    "SEQUENCE_FAMILIES",
+    "ambiguous_kind",
+    "check_space",
+    "default_space",
+    "finetune_space",
+    "space_to_json",
+]
 
 # T10: a series read as a table (mlp), or as a sequence: local patterns (1-D cnn), order and memory (rnn)
 SEQUENCE_FAMILIES = ("mlp", "cnn", "rnn")
@@ -149,6 +157,30 @@ def default_space(
     if recipe.data.augment.ops:  # T06: strength only matters when some augmentation is on
         space["data.augment.strength"] = ParamSpec(type="float", low=0.0, high=1.0)
     return space
+
+
+def finetune_space(facts: DataFacts) -> dict[str, ParamSpec]:
+    """A pretrained backbone's space (docs/text.md, "Tuning a backbone"): what the fine-tuning references search.
+
+    Capacity: the neck (T21) and the pooling. LR stage: the top layer's LR around the references' 2e-5..1e-4
+    (T31; the LR range test narrows it on the capacity winner), the head's multiplier, the layer-wise decay, the
+    warmup (0 to 1 epoch, T32), the epochs (2-10: the linear decay spans them) and the batch size (T33, the
+    finder's cap). Regularization: the backbone's own dropout (T15: kept, or off), the head's, weight decay.
+    """
+    batches = [b for b in (8, 16, 32) if b * 4 <= facts.n_train] or [8]  # T07: >= 4 steps an epoch
+    return {
+        "model.neck": ParamSpec(type="categorical", choices=[False, True]),
+        "model.pooling": ParamSpec(type="categorical", choices=["mean", "cls"]),
+        "train.lr": ParamSpec(type="float", low=1e-5, high=3e-4, log=True),
+        "train.head_lr_mult": ParamSpec(type="float", low=3.0, high=100.0, log=True),
+        "train.layer_decay": ParamSpec(type="float", low=0.6, high=1.0),
+        "train.warmup_epochs": ParamSpec(type="float", low=0.0, high=1.0),
+        "train.epochs": ParamSpec(type="int", low=2, high=10),
+        "train.batch_size": ParamSpec(type="categorical", choices=batches),
+        "model.backbone_dropout": ParamSpec(type="categorical", choices=["keep", 0.0]),
+        "model.dropout": ParamSpec(type="float", low=0.0, high=0.5),
+        "train.weight_decay": ParamSpec(type="float", low=1e-4, high=1e-1, log=True),
+    }
 
 
 def _pooling_stages(facts: DataFacts) -> int:

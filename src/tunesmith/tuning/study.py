@@ -52,9 +52,9 @@ from tunesmith.tuning.final import FRESH_SEEDS, choose_final
 from tunesmith.tuning.objective import chance_loss
 from tunesmith.tuning.outputs import Trials, collect, refit, write_outputs
 from tunesmith.tuning.playbook import LONGER, Criteria, plan_stages
-from tunesmith.tuning.prechecks import NOISE_SEEDS, measure_noise, overfit_one_batch
+from tunesmith.tuning.prechecks import NOISE_SEEDS, linear_probe, measure_noise, overfit_one_batch
 from tunesmith.tuning.samplers import create_pruner, create_sampler, rungs
-from tunesmith.tuning.space import ambiguous_kind, check_space, default_space, space_to_json
+from tunesmith.tuning.space import ambiguous_kind, check_space, default_space, finetune_space, space_to_json
 from tunesmith.tuning.storage import JOURNAL, open_storage, redact
 from tunesmith.tuning.worker import (
     META,
@@ -288,14 +288,8 @@ def create_meta(setup: RunSetup) -> Meta:
     family = None if user else ambiguous_kind(recipe, prep.facts)  # T10 evidence; a user's module settles it
     space = cfg.space
     if space is None and recipe.model.backbone is not None:
-        raise BadInput(
-            f"tune with model.backbone={recipe.model.backbone!r}: the default search spaces are for models trained "
-            "from scratch (width, depth, their LR range), and the fine-tuning space (backbone LR, head LR multiplier, "
-            "warmup, layer decay, backbone dropout, neck) is not built yet. Fine-tune with `tunesmith fit` and the "
-            "catalog's defaults (docs/text.md), compare variants with `tunesmith compare`, or declare the keys to "
-            "search in tune.space."
-        )
-    if space is None:
+        space = finetune_space(prep.facts)
+    elif space is None:
         space = default_space(setup.recipe, prep.facts, ambiguous=family is not None, user_model=user)
     check_space(space)
     create_sampler(cfg.sampler, seed=0, space=space)  # an unknown sampler/pruner name fails before any work
@@ -307,6 +301,10 @@ def create_meta(setup: RunSetup) -> Meta:
     if cfg.strategy == "staged":  # the LR range test and batch-size finder wait for the capacity winner
         log.info("precheck: overfit one batch (T40)")
         evidence["overfit_batch"] = overfit_one_batch(setup, below=cfg.fit_loss * chance_loss(prep))
+    if recipe.model.backbone is not None:  # T62: the bar fine-tuning must clear, before any fine-tuning
+        log.info("precheck: the linear probe (T62)")
+        evidence["probe"] = linear_probe(setup, metric=metric, maximize=maximize)
+        log.info("  %s", evidence["probe"]["why"])
     if cfg.folds == "auto":
         log.info(
             "precheck: is one validation split enough to rank trials? (the starting recipe, %d seeds)", NOISE_SEEDS
