@@ -305,6 +305,31 @@ def test_an_ordered_series_brings_the_sequence_families_into_the_capacity_stage(
         assert net(torch.randn(4, 24)).shape == (4, 1)
 
 
+def test_lag_columns_are_read_oldest_first_by_the_sequence_families(tmp_path: Path) -> None:
+    """lag_1 .. lag_24 run back in time: cnn and rnn read them reversed, so a recurrent model ends on lag_1, the
+    newest value. Columns already oldest first (lag_24 .. lag_1), or an index counting forward, are kept."""
+    newest_first = _facts(_ar_lags(tmp_path / "ar.csv"))
+    oldest_first = _facts(_ar_lags(tmp_path / "back.csv", order=list(range(24, 0, -1))))
+    assert newest_first.series is not None and newest_first.series.newest_first
+    assert oldest_first.series is not None and oldest_first.series.step == -1 and not oldest_first.series.newest_first
+    forward = pd.read_csv(tmp_path / "back.csv").rename(columns=lambda c: c.replace("lag_", "x"))  # x24 .. x1
+    forward[forward.columns[::-1]].to_csv(tmp_path / "forward.csv", index=False)  # y, x1 .. x24: x counts forward
+    assert not _facts(tmp_path / "forward.csv").series.newest_first  # type: ignore[union-attr]
+    recipe = Recipe().with_overrides({"data.source": str(tmp_path / "ar.csv"), "model.family": "rnn"})
+    assert resolve(recipe, newest_first).model.step_order == "reversed"
+    assert resolve(recipe, oldest_first).model.step_order == "columns"
+    assert resolve(recipe.with_overrides({"model.step_order": "columns"}), newest_first).model.step_order == "columns"
+    x = torch.randn(5, 24)  # (B, F): lag_1 first
+    for family in ("cnn", "rnn"):
+        nets = {}
+        for order in ("reversed", "columns"):
+            cfg = resolve(recipe.with_overrides({"model.family": family, "model.step_order": order}), newest_first)
+            torch.manual_seed(0)
+            nets[order] = build_model(cfg.model, kind="tabular", input_shape=(24,), n_outputs=1).eval()
+        with torch.no_grad():  # the same weights: reading reversed is reading the flipped row
+            assert torch.allclose(nets["reversed"](x), nets["columns"](x.flip(1)), atol=1e-6), family
+
+
 def test_an_unordered_table_keeps_the_mlp_alone(tmp_path: Path) -> None:
     """Ordinary tables, indexed columns among unrelated ones, a shuffled index or mixed scales: no series."""
     rng = np.random.default_rng(0)
