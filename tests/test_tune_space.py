@@ -31,7 +31,7 @@ from tunesmith.tuning.playbook import (
     stage_of,
     suggested_lr,
 )
-from tunesmith.tuning.samplers import StagedSampler, create_pruner, create_sampler, rungs
+from tunesmith.tuning.samplers import AmongPeers, StagedSampler, create_pruner, create_sampler, rungs
 from tunesmith.tuning.space import ambiguous_kind, check_space, default_space
 
 IMAGES = DataFacts(task="classification", kind="image", n_train=1000, input_shape=(1, 8, 8), n_outputs=10)
@@ -77,6 +77,32 @@ def test_param_spec_grid_and_position() -> None:
     assert ParamSpec(type="int", low=1, high=4).grid(3) == [1, 2, 4]
     assert ParamSpec(type="categorical", choices=[16, 32, 64]).position(64) == 1.0
     assert ParamSpec(type="categorical", choices=["relu", "gelu"]).position("gelu") is None
+
+
+def test_a_trial_is_pruned_against_its_own_family_only() -> None:
+    """Where the family is a choice, a slow-starting recurrent trial is judged against recurrent trials, not
+    against linear models that converge within a few epochs (the median over both cuts it at the first rung)."""
+    study = optuna.create_study(direction="minimize")
+    dist = {"model.family": CategoricalDistribution(["mlp", "rnn"]), "model.depth": IntDistribution(0, 3)}
+
+    def add(family: str, depth: int, curve: list[float], state: TrialState = TrialState.COMPLETE) -> None:
+        values = {step: v for step, v in enumerate(curve, 1)}
+        value = min(curve) if state == TrialState.COMPLETE else None
+        params = {"model.family": family, "model.depth": depth}
+        study.add_trial(
+            create_trial(params=params, distributions=dist, value=value, intermediate_values=values, state=state)
+        )
+
+    for _ in range(3):  # linear models: converged by epoch 2
+        add("mlp", 0, [0.50, 0.45, 0.45, 0.45, 0.45, 0.45])
+    add("rnn", 1, [0.90, 0.80, 0.70, 0.60, 0.55, 0.52], TrialState.RUNNING)
+    slow = study.get_trials()[-1]
+    inner = create_pruner("median", epochs=20)  # warm-up: 5 epochs
+    assert inner.prune(study, slow)  # the plain median cuts it at epoch 6: 0.52 is worse than 0.45
+    assert not AmongPeers(inner).prune(study, slow)  # no recurrent peer has finished: nothing to judge it by
+    for _ in range(3):  # recurrent peers that did better by epoch 6
+        add("rnn", 2, [0.80, 0.60, 0.50, 0.45, 0.44, 0.43])
+    assert AmongPeers(inner).prune(study, study.get_trials()[3])
 
 
 def test_unknown_sampler_or_pruner_suggests_the_closest() -> None:
