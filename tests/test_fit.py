@@ -129,3 +129,30 @@ def test_resume_of_a_complete_run_trains_nothing(tmp_path: Path) -> None:
     stamp = (tmp_path / "r" / "metrics.json").stat().st_mtime_ns
     again = ts_fit(out=tmp_path / "r", resume=True)
     assert (tmp_path / "r" / "metrics.json").stat().st_mtime_ns == stamp and again.metrics["epochs"] == 2
+
+
+def test_a_recurrent_model_reads_lag_columns_oldest_first(tmp_path: Path) -> None:
+    """lag_1 .. lag_24 run back in time (model.step_order auto: reversed): a GRU reading them as time ran ends on
+    lag_1, the value that predicts the next; read in column order its last step is 24 steps old, and in 15 epochs
+    it predicts the AR(2) process barely better than its mean (measured: rmse 1.04 against 3.28 on seed 0)."""
+    rng = np.random.default_rng(0)
+    series = np.zeros(425)
+    for t in range(2, len(series)):  # AR(2) with a 12-step cycle: y_t leans on y_{t-1} and y_{t-2}
+        series[t] = 2 * 0.9 * np.cos(np.pi / 6) * series[t - 1] - 0.81 * series[t - 2] + rng.normal()
+    lags = {f"lag_{k}": series[24 - k : 424 - k] for k in range(1, 25)}
+    pd.DataFrame({**lags, "y": series[24:424]}).to_csv(tmp_path / "ar.csv", index=False)
+    small = {"model.family": "rnn", "model.cell": "gru", "model.width": 16, "model.bidirectional": False}
+    small |= {"model.norm": "none", "model.dropout": 0.0, "train.epochs": 15, "train.lr": 1e-2}
+    val = {}
+    for order in ("auto", "columns"):
+        run = ts_fit(
+            data=str(tmp_path / "ar.csv"),
+            target="y",
+            out=tmp_path / order,
+            progress=False,
+            report=False,
+            overrides={**small, "model.step_order": order},
+        )
+        assert run.recipe.model.step_order == ("reversed" if order == "auto" else "columns")
+        val[order] = run.metrics["val"]["rmse"]
+    assert val["auto"] < 0.5 * val["columns"], val

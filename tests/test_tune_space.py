@@ -31,7 +31,7 @@ from tunesmith.tuning.playbook import (
     stage_of,
     suggested_lr,
 )
-from tunesmith.tuning.samplers import StagedSampler, create_pruner, create_sampler, rungs
+from tunesmith.tuning.samplers import AmongPeers, StagedSampler, create_pruner, create_sampler, rungs
 from tunesmith.tuning.space import ambiguous_kind, check_space, default_space
 
 IMAGES = DataFacts(task="classification", kind="image", n_train=1000, input_shape=(1, 8, 8), n_outputs=10)
@@ -77,6 +77,32 @@ def test_param_spec_grid_and_position() -> None:
     assert ParamSpec(type="int", low=1, high=4).grid(3) == [1, 2, 4]
     assert ParamSpec(type="categorical", choices=[16, 32, 64]).position(64) == 1.0
     assert ParamSpec(type="categorical", choices=["relu", "gelu"]).position("gelu") is None
+
+
+def test_a_trial_is_pruned_against_its_own_family_only() -> None:
+    """Where the family is a choice, a slow-starting recurrent trial is judged against recurrent trials, not
+    against linear models that converge within a few epochs (the median over both cuts it at the first rung)."""
+    study = optuna.create_study(direction="minimize")
+    dist = {"model.family": CategoricalDistribution(["mlp", "rnn"]), "model.depth": IntDistribution(0, 3)}
+
+    def add(family: str, depth: int, curve: list[float], state: TrialState = TrialState.COMPLETE) -> None:
+        values = {step: v for step, v in enumerate(curve, 1)}
+        value = min(curve) if state == TrialState.COMPLETE else None
+        params = {"model.family": family, "model.depth": depth}
+        study.add_trial(
+            create_trial(params=params, distributions=dist, value=value, intermediate_values=values, state=state)
+        )
+
+    for _ in range(3):  # linear models: converged by epoch 2
+        add("mlp", 0, [0.50, 0.45, 0.45, 0.45, 0.45, 0.45])
+    add("rnn", 1, [0.90, 0.80, 0.70, 0.60, 0.55, 0.52], TrialState.RUNNING)
+    slow = study.get_trials()[-1]
+    inner = create_pruner("median", epochs=20)  # warm-up: 5 epochs
+    assert inner.prune(study, slow)  # the plain median cuts it at epoch 6: 0.52 is worse than 0.45
+    assert not AmongPeers(inner).prune(study, slow)  # no recurrent peer has finished: nothing to judge it by
+    for _ in range(3):  # recurrent peers that did better by epoch 6
+        add("rnn", 2, [0.80, 0.60, 0.50, 0.45, 0.44, 0.43])
+    assert AmongPeers(inner).prune(study, study.get_trials()[3])
 
 
 def test_unknown_sampler_or_pruner_suggests_the_closest() -> None:
@@ -303,6 +329,31 @@ def test_an_ordered_series_brings_the_sequence_families_into_the_capacity_stage(
         cfg = resolve(recipe.with_overrides({"model.family": family, "model.width": 8, "model.depth": 1}), facts)
         net = build_model(cfg.model, kind=facts.kind, input_shape=facts.input_shape, n_outputs=facts.n_outputs)
         assert net(torch.randn(4, 24)).shape == (4, 1)
+
+
+def test_lag_columns_are_read_oldest_first_by_the_sequence_families(tmp_path: Path) -> None:
+    """lag_1 .. lag_24 run back in time: cnn and rnn read them reversed, so a recurrent model ends on lag_1, the
+    newest value. Columns already oldest first (lag_24 .. lag_1), or an index counting forward, are kept."""
+    newest_first = _facts(_ar_lags(tmp_path / "ar.csv"))
+    oldest_first = _facts(_ar_lags(tmp_path / "back.csv", order=list(range(24, 0, -1))))
+    assert newest_first.series is not None and newest_first.series.newest_first
+    assert oldest_first.series is not None and oldest_first.series.step == -1 and not oldest_first.series.newest_first
+    forward = pd.read_csv(tmp_path / "back.csv").rename(columns=lambda c: c.replace("lag_", "x"))  # x24 .. x1
+    forward[forward.columns[::-1]].to_csv(tmp_path / "forward.csv", index=False)  # y, x1 .. x24: x counts forward
+    assert not _facts(tmp_path / "forward.csv").series.newest_first  # type: ignore[union-attr]
+    recipe = Recipe().with_overrides({"data.source": str(tmp_path / "ar.csv"), "model.family": "rnn"})
+    assert resolve(recipe, newest_first).model.step_order == "reversed"
+    assert resolve(recipe, oldest_first).model.step_order == "columns"
+    assert resolve(recipe.with_overrides({"model.step_order": "columns"}), newest_first).model.step_order == "columns"
+    x = torch.randn(5, 24)  # (B, F): lag_1 first
+    for family in ("cnn", "rnn"):
+        nets = {}
+        for order in ("reversed", "columns"):
+            cfg = resolve(recipe.with_overrides({"model.family": family, "model.step_order": order}), newest_first)
+            torch.manual_seed(0)
+            nets[order] = build_model(cfg.model, kind="tabular", input_shape=(24,), n_outputs=1).eval()
+        with torch.no_grad():  # the same weights: reading reversed is reading the flipped row
+            assert torch.allclose(nets["reversed"](x), nets["columns"](x.flip(1)), atol=1e-6), family
 
 
 def test_an_unordered_table_keeps_the_mlp_alone(tmp_path: Path) -> None:

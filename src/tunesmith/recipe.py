@@ -135,6 +135,9 @@ class ModelConfig(Section):
     # meaning; the weights are learned, and written to layer_weights.json for the report
     cell: Literal["lstm", "gru"] = "lstm"  # T19: gated cells instead of a plain RNN
     bidirectional: bool = True  # T19: reads the sequence both ways (offline data only)
+    # cnn, rnn: the order they read a table's columns (a sequence's steps) in; auto: reversed where the columns run
+    # newest first (lag_1 .. lag_24, data/series.py), so a recurrent model reads oldest first and ends on the newest
+    step_order: Literal["auto", "columns", "reversed"] = "auto"
     code_size: int | None = Field(None, ge=1)  # T20: autoencoder bottleneck; None: a quarter of the input
     sparsity: float = Field(0.0, ge=0.0)  # T20: L1 penalty on the autoencoder code
     denoise: float = Field(0.0, ge=0.0)  # T20: std of the noise added to autoencoder inputs while training
@@ -390,6 +393,7 @@ class SeriesFacts:
     std_ratio: float  # the largest column standard deviation over the smallest
     mean_spread: float  # the range of the column means, in median column standard deviations
     named: bool  # the index is in names the user wrote; False: an unnamed array's columns (x0, x1, ...)
+    newest_first: bool = False  # the columns run back in time (lag_1 .. lag_24): sequence models read them reversed
 
 
 @dataclass(frozen=True)
@@ -465,6 +469,7 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
                     "norm": norm,
                     "init": m.init if m.init != "auto" else _init_for(m.activation),
                     "code_size": m.code_size or max(2, math.prod(facts.input_shape) // 4),
+                    "step_order": m.step_order if m.step_order != "auto" else _step_order_for(facts),
                 }
             ),
             "train": t.model_copy(
@@ -553,6 +558,12 @@ def _width_for(family: str, kind: str) -> int:
     if kind == "text" and family == "cnn":  # one layer of filters over word windows (Kim 2014): wide, not deep
         return 128
     return {"mlp": 256, "cnn": 32, "rnn": 64, "autoencoder": 128, "bag": 128, "transformer": 256}[family]
+
+
+def _step_order_for(facts: DataFacts) -> str:
+    """T19: time as it ran. A recurrent state remembers its last steps best, and the last step should be the
+    newest value, the one that predicts the next: columns that run newest first are read reversed."""
+    return "reversed" if facts.series is not None and facts.series.newest_first else "columns"
 
 
 def _depth_for(family: str, kind: str) -> int:

@@ -17,6 +17,13 @@ capacity stage tries both (tuning/space.py `ambiguous_kind`). The evidence, all 
   other and the column means within MAX_MEAN_SPREAD median standard deviations of each other. Lags of
   one process share its mean and spread; unrelated measurements (age, income) rarely do.
 
+Which way time runs: an index counts forward in time (`x0 .. x63`, `t1, t2, ...`) unless the stem names a
+step back in time (`lag_k`, `prev_k`, `ago_k`...: BACKWARD, k steps before the row's own time), and the
+columns run newest first when the index counts back and rises along the table (lag_1 .. lag_24), or counts
+forward and falls. `newest_first` lets the sequence families read the columns oldest first (the model's
+`step_order`, recipe.resolve), as time ran: a recurrent model's last step, the one its state remembers
+best, is then the newest value, the one that predicts the next.
+
 Measured on the fold's training rows only (held-out rows are never read), after the column plan
 (data/columns.py), before scaling.
 """
@@ -30,13 +37,15 @@ import pandas as pd
 
 from tunesmith.recipe import SeriesFacts
 
-__all__ = ["MAX_MEAN_SPREAD", "MAX_STD_RATIO", "MIN_NAMED", "MIN_UNNAMED", "find_series"]
+__all__ = ["BACKWARD", "MAX_MEAN_SPREAD", "MAX_STD_RATIO", "MIN_NAMED", "MIN_UNNAMED", "find_series"]
 
 INDEXED = re.compile(r"^(?P<stem>.*?)(?P<index>\d+)$")  # the shortest stem: lag_12 -> ("lag_", 12)
 MIN_NAMED = 8  # fewer steps make a short series that an MLP reads as well as a sequence model
 MIN_UNNAMED = 16  # an unnamed array's only evidence of signals is its width (and its scale)
 MAX_STD_RATIO = 5.0  # one scale: the largest column std at most this many times the smallest
 MAX_MEAN_SPREAD = 5.0  # ... and the column means within this many median stds of each other
+# a stem that says its index counts steps back in time: lag_3, sales_lag3, prev_2, shift_1, back_4, t_minus_5
+BACKWARD = re.compile(r"(^|[^a-z])(lag|lags|lagged|prev|previous|shift|back|ago|minus)[^a-z]*$", re.IGNORECASE)
 
 
 def find_series(x: pd.DataFrame, *, named: bool = True) -> SeriesFacts | None:
@@ -76,4 +85,5 @@ def find_series(x: pd.DataFrame, *, named: bool = True) -> SeriesFacts | None:
         std_ratio=round(std_ratio, 3),
         mean_spread=round(mean_spread, 3),
         named=named,
+        newest_first=named and (BACKWARD.search(next(iter(stems))) is not None) == (steps[0] > 0),
     )

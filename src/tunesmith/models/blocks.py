@@ -42,6 +42,7 @@ __all__ = [
     "MultiKernelBlock",
     "PlainBlock",
     "ResidualBlock",
+    "Reverse",
     "Transpose",
 ]
 
@@ -302,6 +303,14 @@ class GaussianNoise(nn.Module):
         if not self.training:
             return x
         return x + self.std * torch.randn_like(x)
+
+
+class Reverse(nn.Module):
+    """Reverses the steps, (B, T, ...) -> (B, T, ...) read from the last step: columns that run newest first
+    (lag_1 .. lag_24) become time as it ran, oldest first (model.step_order)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.flip(1)
 
 
 class Transpose(nn.Module):

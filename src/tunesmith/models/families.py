@@ -49,6 +49,7 @@ from tunesmith.models.blocks import (
     MultiKernelBlock,
     PlainBlock,
     ResidualBlock,
+    Reverse,
     Transpose,
 )
 from tunesmith.models.init import init_weights, set_dropout
@@ -335,9 +336,9 @@ def _build_cnn(
     if kind == "image":  # (C, H, W): 2-d convs
         adapter, channels, size = nn.Identity(), input_shape[0], input_shape[1:]
     elif kind == "sequence":  # (T, C): 1-d convs over time on (B, C, T)
-        adapter, channels, size = Transpose(1, 2), input_shape[1], input_shape[:1]
+        adapter, channels, size = nn.Sequential(_steps(cfg), Transpose(1, 2)), input_shape[1], input_shape[:1]
     else:  # tabular (F,) is read as a sequence (F, 1)
-        adapter, channels, size = nn.Unflatten(1, (1, input_shape[0])), 1, input_shape
+        adapter, channels, size = nn.Sequential(_steps(cfg), nn.Unflatten(1, (1, input_shape[0]))), 1, input_shape
     dims = len(size)
     act_layer = get_act_layer(cfg.activation)
     conv_block = partial(
@@ -358,6 +359,11 @@ def _build_cnn(
         head_layer=head_layer,
         dropout=cfg.dropout,
     )
+
+
+def _steps(cfg: ModelConfig) -> nn.Module:
+    """T19: the steps in time's order: reversed when the columns run newest first (model.step_order)."""
+    return Reverse() if cfg.step_order == "reversed" else nn.Identity()
 
 
 def _stage_block(
@@ -401,9 +407,9 @@ def _build_rnn(
         adapter: nn.Module = nn.Sequential(Transpose(1, 2), nn.Flatten(2))
         in_features = input_shape[0] * input_shape[2]
     elif kind == "sequence":
-        adapter, in_features = nn.Identity(), input_shape[1]
+        adapter, in_features = _steps(cfg), input_shape[1]
     else:  # tabular (F,) is read as a sequence (F, 1)
-        adapter, in_features = nn.Unflatten(1, (input_shape[0], 1)), 1
+        adapter, in_features = nn.Sequential(_steps(cfg), nn.Unflatten(1, (input_shape[0], 1))), 1
     return RNN(
         adapter=adapter,
         in_features=in_features,

@@ -32,9 +32,11 @@ from tunesmith.tuneconfig import ParamSpec
 __all__ = [
     "PRUNERS",
     "SAMPLERS",
+    "AmongPeers",
     "StagedSampler",
     "create_pruner",
     "create_sampler",
+    "reading",
     "register_pruner",
     "register_sampler",
     "rungs",
@@ -203,6 +205,40 @@ def _asha(*, epochs: int) -> optuna.pruners.BasePruner:
 @register_pruner("hyperband")
 def _hyperband(*, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.HyperbandPruner(min_resource=_warmup(epochs), max_resource=epochs, reduction_factor=3)
+
+
+def reading(params: dict[str, Any]) -> str:
+    """How a trial's model reads the data: its family, or "linear" at depth 0 (the same model in every family)."""
+    return "linear" if params.get("model.depth") == 0 else str(params.get("model.family", ""))
+
+
+class AmongPeers(optuna.pruners.BasePruner):
+    """Judges a trial against its peers only: the trials whose model reads the data as it does (`reading`).
+
+    Where the family is a choice (T10), learning curves differ in shape by family: the linear model converges
+    within a few epochs, a recurrent network is still warming up at the first rung, and a median over both
+    cuts every recurrent trial there, before it could show what it fits. Within one family the inner pruner
+    (median, ASHA, Hyperband) judges as it always does; its startup trials count per family.
+    """
+
+    def __init__(self, inner: optuna.pruners.BasePruner) -> None:
+        self.inner = inner
+
+    def prune(self, study: Study, trial: FrozenTrial) -> bool:
+        return self.inner.prune(_Peers(study, reading(trial.params)), trial)  # type: ignore[arg-type]
+
+
+class _Peers:
+    """A view of a study whose get_trials holds only the trials of one `reading`; the rest is the study's."""
+
+    def __init__(self, study: Study, peer: str) -> None:
+        self._study, self._peer = study, peer
+
+    def get_trials(self, *args: Any, **kwargs: Any) -> list[FrozenTrial]:
+        return [t for t in self._study.get_trials(*args, **kwargs) if reading(t.params) == self._peer]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
 
 
 def rungs(name: str, *, epochs: int) -> str:

@@ -69,7 +69,7 @@ from tunesmith.tuning.playbook import (
     widened_space,
 )
 from tunesmith.tuning.prechecks import describe, lr_prechecks
-from tunesmith.tuning.samplers import StagedSampler, create_pruner, without_experimental_warnings
+from tunesmith.tuning.samplers import AmongPeers, StagedSampler, create_pruner, without_experimental_warnings
 
 __all__ = [
     "META",
@@ -221,9 +221,14 @@ def stage_study(storage: BaseStorage, name: str, stage: Stage, meta: Meta) -> op
         study_name=f"{name}.{stage.name}",
         direction="maximize" if meta.maximize else "minimize",
         sampler=sampler,
-        pruner=create_pruner(cfg.pruner, epochs=cfg.epochs),
+        pruner=AmongPeers(create_pruner(cfg.pruner, epochs=stage_epochs(stage, cfg))),  # a family vs its own kind
         load_if_exists=True,
     )
+
+
+def stage_epochs(stage: Stage, cfg: TuneConfig) -> int:
+    """The epochs of one trial of `stage` (its pruner's rungs follow them)."""
+    return int(stage.fixed.get("train.epochs", cfg.epochs))
 
 
 def stage_outcomes(
