@@ -55,7 +55,9 @@ def backbone_model(backbone: Path, cls: type[BackboneModel] = BackboneModel) -> 
     torch.manual_seed(0)
     base = build_backbone_model(ModelConfig(backbone=str(backbone)), n_outputs=3)
     hidden = base.classifier[1].in_features
-    return cls(base.backbone, hidden=hidden, neck=base.neck, pool=base.pool, dropout=0.1, n_outputs=3)
+    return cls(
+        base.backbone, source=base.source, hidden=hidden, neck=base.neck, pool=base.pool, dropout=0.1, n_outputs=3
+    )
 
 
 def on_model(model: torch.nn.Module, backbone: Path, checks: list[str], **kwargs: object) -> dict:

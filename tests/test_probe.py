@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -55,8 +55,6 @@ def forwards(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 def test_the_probe_is_logistic_regression_on_the_frozen_embeddings(bert: Path, tmp_path: Path) -> None:
     from sklearn.linear_model import LogisticRegressionCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     from tunesmith.train.exact import CS, MAX_ITER
 
@@ -72,14 +70,13 @@ def test_the_probe_is_logistic_regression_on_the_frozen_embeddings(bert: Path, t
     x, y = torch.as_tensor(prep.x_train), torch.as_tensor(prep.y_train)
     with torch.no_grad():
         features = fresh.embed(x).numpy()
-    reference = make_pipeline(
-        StandardScaler(), LogisticRegressionCV(Cs=list(CS), cv=3, max_iter=MAX_ITER, scoring="neg_log_loss")
-    )
-    reference.fit(features, y.numpy())
+    mean, scale = features.mean(axis=0), np.sqrt(features.var(axis=0).mean())  # centered, one scale for all
+    reference = LogisticRegressionCV(Cs=list(CS), cv=3, max_iter=MAX_ITER, scoring="neg_log_loss")
+    reference.fit((features - mean) / scale, y.numpy())
     xv = torch.as_tensor(prep.x_val)
     with torch.no_grad():
         ours = torch.softmax(model.eval()(xv), dim=1).numpy()
-        theirs = reference.predict_proba(fresh.embed(xv).numpy())
+        theirs = reference.predict_proba((fresh.embed(xv).numpy() - mean) / scale)
     assert np.allclose(ours, theirs, atol=1e-4)
     assert result.metrics["val"]["accuracy"] == pytest.approx(float((theirs.argmax(1) == prep.y_val).mean()))
 
@@ -116,3 +113,65 @@ def test_probe_is_refused_nowhere_else_than_depth_0_or_a_backbone() -> None:
     facts = DataFacts(task="classification", kind="text", input_shape=(20,), n_outputs=3, n_train=60, vocab_size=50)
     with pytest.raises(BadInput, match="linear probe"):
         resolve(make_recipe(overrides={"train.solver": "exact", "model.family": "bag"}), facts)
+
+
+def test_fine_tuning_starts_from_the_linear_probe(bert: Path, tmp_path: Path) -> None:
+    """LP-FT (train.probe_init, on with a backbone): before the first step the head is the probe's solution."""
+    from tunesmith.train.callbacks import Callback
+
+    class FirstStep(Callback):
+        head: ClassVar[dict[str, torch.Tensor]] = {}
+
+        def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+            if epoch == 0:
+                FirstStep.head = {k: v.clone() for k, v in trainer.model.classifier.state_dict().items()}
+
+    probe = probe_fit(tmp_path, bert, out="probe")
+    topical(90, seed=4).to_csv(tmp_path / "t90.csv", index=False)
+    tuned = ts_fit(
+        data=str(tmp_path / "t90.csv"),
+        target="label",
+        seed=0,
+        out=tmp_path / "ft",
+        progress=False,
+        report=False,
+        epochs=2,
+        overrides={"model.backbone": str(bert)},
+        callbacks=[FirstStep()],
+        embeddings=tmp_path / "cache",
+    )
+    assert tuned.recipe.train.probe_init is True
+    solved = probe.model.classifier.state_dict()
+    assert all(torch.allclose(FirstStep.head[k], solved[k], atol=1e-5) for k in solved)
+    off = ts_fit(
+        data=str(tmp_path / "t90.csv"),
+        target="label",
+        seed=0,
+        out=tmp_path / "off",
+        progress=False,
+        report=False,
+        epochs=1,
+        overrides={"model.backbone": str(bert), "train.probe_init": False},
+        callbacks=[FirstStep()],
+    )
+    assert off.recipe.train.probe_init is False
+    assert not torch.allclose(FirstStep.head["1.weight"], solved["1.weight"])  # a random head
+    assert not (tmp_path / "off" / "embeddings").exists()  # nothing embedded
+
+
+def test_probe_init_without_a_backbone_is_refused() -> None:
+    from tunesmith.errors import BadInput
+    from tunesmith.recipe import DataFacts, make_recipe, resolve
+
+    facts = DataFacts(task="classification", kind="tabular", input_shape=(4,), n_outputs=3, n_train=60)
+    with pytest.raises(BadInput, match=r"train\.probe_init"):
+        resolve(make_recipe(overrides={"train.probe_init": True}), facts)
+    assert resolve(make_recipe(), facts).train.probe_init is False
+
+
+def test_cached_keys_keep_their_trailing_zero_bytes(tmp_path: Path) -> None:
+    keys = [bytes(15) + b"\x01", b"\x07" + bytes(15), bytes(16)]  # digests may end (or be made of) zero bytes
+    stored = {k: np.full(4, i, dtype=np.float32) for i, k in enumerate(keys)}
+    probe._save(tmp_path / "c.npz", stored)
+    loaded = probe._load(tmp_path / "c.npz")
+    assert list(loaded) == keys and all(np.array_equal(loaded[k], stored[k]) for k in keys)

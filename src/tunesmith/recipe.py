@@ -184,6 +184,10 @@ class TrainConfig(Section):
     # this; None: 20 (a fresh head needs a larger step than pretrained weights it must not wreck), 1 otherwise
     layer_decay: float | None = Field(None, gt=0.0, le=1.0)  # backbone: layer k from the top trains at lr x decay^k,
     # the embeddings deepest (ULMFiT, ELECTRA): general low layers move least; None: 0.9 (1 is one LR for all)
+    # backbone: the head starts from the linear probe (T62, LP-FT: Kumar et al. 2022), solved on the frozen
+    # embeddings before the first step, so fine-tuning starts where the probe ends instead of from a random head
+    # that drags the pretrained features while it learns; auto: on with a backbone
+    probe_init: bool | Literal["auto"] = "auto"
     freeze_epochs: int = Field(0, ge=0)  # backbone: train the head alone for this many epochs, then unfreeze (ULMFiT):
     # a random head's first large gradients never reach the pretrained weights; costs those epochs' backbone updates
     optimizer: Literal["auto", "sgd", "adam", "adamw", "rmsprop", "adagrad"] = "auto"  # T30: auto is adamw
@@ -423,6 +427,11 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
             "encoder model.backbone names. Set model.backbone to a model directory, or leave model.family at auto."
         )
     family = "backbone" if backbone else (m.family if m.family != "auto" else _family_for(facts))  # T10
+    if t.probe_init is True and not backbone:
+        raise BadInput(
+            "train.probe_init=true starts a pretrained backbone's head from its linear probe, and model.backbone is "
+            "not set. Name one (model.backbone=DIR), or set train.probe_init=auto."
+        )
     if t.freeze_epochs and not backbone:
         raise BadInput(
             f"train.freeze_epochs={t.freeze_epochs} freezes a pretrained backbone, and model.backbone is not set. "
@@ -486,6 +495,7 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
                     "head_lr_mult": t.head_lr_mult or (HEAD_LR_MULT if backbone else 1.0),
                     "layer_decay": t.layer_decay or (LAYER_DECAY if backbone else 1.0),
                     "dynamic_padding": facts.kind == "text" if t.dynamic_padding == "auto" else t.dynamic_padding,
+                    "probe_init": (backbone and t.solver == "gradient") if t.probe_init == "auto" else t.probe_init,
                 }
             ),
         }

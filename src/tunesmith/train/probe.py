@@ -5,8 +5,9 @@
 
 `train.solver: exact` with `model.backbone` set is the probe: the backbone's pooled embedding of every
 training row is computed once (eval mode: no dropout), the linear estimator of train/exact.py is fitted on
-the standardized embeddings, and its coefficients, the standardization folded in, become the weights of the
-model's classifier Linear. The model then predicts through its ordinary forward (backbone, neck, pooling,
+the centered and scaled embeddings (`solve_probe`), and its coefficients, the scaling folded in, become the
+weights of the model's classifier Linear. `train.probe_init` (on with a backbone) starts fine-tuning from that
+head (LP-FT). The model then predicts through its ordinary forward (backbone, neck, pooling,
 Linear), so checkpoints, `predict`, ensembles and `compare` treat the probe like any run, and
 `compare --vary train.solver=exact,gradient` asks whether fine-tuning beats it on paired seeds.
 
@@ -51,15 +52,21 @@ def embed_rows(model: Any, ids: torch.Tensor, *, cache: Path | None) -> np.ndarr
 
 
 def solve_probe(model: Any, ids: torch.Tensor, y: np.ndarray, *, task: str, cache: Path | None) -> Any:
-    """Fit the linear estimator on the standardized embeddings of the training rows and load it, the
-    standardization folded into the weights, into the model's classifier Linear; returns the estimator."""
+    """Fit the linear estimator on the scaled embeddings of the training rows and load it, the scaling folded into
+    the weights, into the model's classifier Linear; returns the estimator.
+
+    The embeddings are centered per dimension and divided by one scale (their root mean variance), not per
+    dimension: the penalty grid then means the same for every backbone, and the head stays well-conditioned
+    when fine-tuning starts from it (train.probe_init). Per-dimension scaling would divide the weights of
+    nearly constant dimensions by their tiny spread, and the first steps of fine-tuning, which move those
+    dimensions by far more than that, would throw the logits into the hundreds."""
     features = embed_rows(model, ids, cache=cache)
-    mean, std = features.mean(axis=0), features.std(axis=0)
-    std[std == 0] = 1.0  # a constant dimension carries nothing: its weight stays 0 whatever the scale
+    mean = features.mean(axis=0)
+    scale = float(np.sqrt(np.mean(features.var(axis=0)))) or 1.0  # one scale for all dimensions: see below
     layer = model.classifier[-1]
-    estimator = solve_linear(layer, (features - mean) / std, y, task=task)
+    estimator = solve_linear(layer, (features - mean) / scale, y, task=task)
     with torch.no_grad():  # w.(f - m)/s + b = (w/s).f + (b - (w/s).m)
-        weight = layer.weight / torch.from_numpy(std).to(layer.weight)
+        weight = layer.weight / scale
         layer.bias -= weight @ torch.from_numpy(mean).to(layer.weight)
         layer.weight.copy_(weight)
     return estimator
@@ -95,8 +102,8 @@ def _length(row: torch.Tensor) -> int:
 def _load(path: Path) -> dict[bytes, np.ndarray]:
     if not path.is_file():
         return {}
-    with np.load(path) as saved:
-        return dict(zip((bytes(k) for k in saved["keys"]), saved["vectors"], strict=True))
+    with np.load(path) as saved:  # keys as (N, 16) bytes: numpy's "S" strings would drop a digest's trailing zeros
+        return dict(zip((k.tobytes() for k in saved["keys"]), saved["vectors"], strict=True))
 
 
 def _save(path: Path, stored: dict[bytes, np.ndarray]) -> None:
@@ -104,7 +111,8 @@ def _save(path: Path, stored: dict[bytes, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.partial")
     with partial.open("wb") as handle:
-        np.savez(handle, keys=np.array(list(stored), dtype="S16"), vectors=np.stack(list(stored.values())))
+        keys = np.frombuffer(b"".join(stored), dtype=np.uint8).reshape(len(stored), -1)
+        np.savez(handle, keys=keys, vectors=np.stack(list(stored.values())))
     partial.replace(path)
 
 

@@ -210,6 +210,8 @@ class Trainer:
         self.start(n_batches)
         if resume is not None:
             self.load_state_dict(resume)
+        elif cfg.probe_init is True and cfg.solver == "gradient":  # LP-FT: the head from the linear probe (T62)
+            self._solve_head(train_batches)
         events = {e: [cb for cb in self.callbacks if overrides(cb, e)] for e in EVENTS}
         for cb in events["fit_start"]:
             cb.on_fit_start(self)
@@ -269,13 +271,21 @@ class Trainer:
                 "train.solver=exact solves on in-memory arrays (x, y); it cannot read a Dataset or DataLoader. "
                 "Pass arrays, or use train.solver=gradient."
             )
-        y = batches.y.cpu().numpy()
         if hasattr(self.model, "embed"):  # a pretrained backbone: its head solved on the frozen embeddings
-            solve_probe(self.model, batches.x, y, task=self.task, cache=self.embeddings)
+            self._solve_head(batches)
         else:
-            solve_linear(self.model, batches.x.cpu().numpy(), y, task=self.task)
+            solve_linear(self.model, batches.x.cpu().numpy(), batches.y.cpu().numpy(), task=self.task)
         self.should_stop = True
         return self.evaluate((batches.x, batches.y))["loss"]
+
+    def _solve_head(self, batches: Batches) -> None:
+        """A backbone's head solved on the frozen embeddings of every training row (train/probe.py)."""
+        if not isinstance(batches, TensorBatches):
+            raise BadInput(
+                "The linear probe (train.solver=exact, train.probe_init) solves on in-memory token ids; it cannot "
+                "read a Dataset or DataLoader. Pass arrays, or set train.probe_init=false."
+            )
+        solve_probe(self.model, batches.x, batches.y.cpu().numpy(), task=self.task, cache=self.embeddings)
 
     # ---- the step: fit's epoch loop drives it, and so can anyone (the LR range test, the doctor) ----
     def start(self, steps_per_epoch: int, *, optimizer: torch.optim.Optimizer | None = None) -> None:

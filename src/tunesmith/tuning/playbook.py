@@ -174,7 +174,8 @@ def plan_stages(
 
     evidence: what the data said of the capacity keys (T10's {"family": ...} when the family is searched),
     kept with the stage that searches them, for its plan line and its decision."""
-    fixed = {} if "train.epochs" in space else {"train.epochs": cfg.epochs}  # searched (a backbone's): its own
+    held = {"train.epochs": _trial_epochs(space, cfg)}
+    fixed = {} if "train.epochs" in space else held  # searched (a backbone's): each trial its own
     if cfg.strategy == "flat":
         n = _cap(trials, space, cfg)
         return [Stage("flat", space, n, 1.0, _explore(n, cfg), fixed, dict(evidence or {}))]
@@ -191,12 +192,24 @@ def plan_stages(
     while sum(counts) > trials:  # rounding gave more than the budget: take from the largest stage
         counts[counts.index(max(counts))] -= 1
     stages = []
+    searched = False  # the epochs are searched by this stage or an earlier one (then carried with its winner)
     for (name, share), n in zip(present, counts, strict=True):
         part = parts[name]
         n = _cap(n, part, cfg)
         notes = dict(evidence or {}) if name == Capacity.name else {}
+        searched = searched or "train.epochs" in part
+        fixed = {} if searched else held
         stages.append(Stage(name, part, n, share / total, _explore(n, cfg), {**STAGES[name].held, **fixed}, notes))
     return stages
+
+
+def _trial_epochs(space: dict[str, ParamSpec], cfg: TuneConfig) -> int:
+    """Epochs of a trial that does not draw its own: tune.epochs, or the longest of a searched train.epochs range
+    (the stages before the one that searches it judge their candidates at full length)."""
+    spec = space.get("train.epochs")
+    if spec is None:
+        return cfg.epochs
+    return int(max(spec.choices or [1])) if spec.type == "categorical" else int(spec.high or cfg.epochs)
 
 
 def _explore(n: int, cfg: TuneConfig) -> int:
