@@ -63,7 +63,7 @@ def test_the_report_is_self_contained_and_printable(iris_run: Path) -> None:
 def test_recipe_section_lists_non_default_fields_with_their_trick(iris_run: Path) -> None:
     html = (iris_run / "report.html").read_text()
     assert "<tr><td>model.family</td><td>mlp</td><td>auto</td><td>T10 family chosen by data</td></tr>" in html
-    assert "<tr><td>train.epochs</td><td>2</td><td>30</td><td>—</td></tr>" in html
+    assert "<tr><td>train.epochs</td><td>2</td><td>none</td><td>—</td></tr>" in html
     assert "<td>train.momentum</td>" not in html  # left at its default
 
 

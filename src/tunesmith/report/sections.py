@@ -181,7 +181,8 @@ class RecipeChoices:
         text = yaml.safe_dump(run.recipe, sort_keys=False)
         return (
             note(
-                "Fields whose default is auto (or none for width, depth, lr and batch size) were filled from the data."
+                "Fields whose default is auto (or none for width, depth, lr, batch size and epochs) were filled "
+                "from the data."
             )
             + table(["field", "value", "default", "catalog trick"], rows, css="recipe")
             + Markup(f"<details><summary>resolved recipe.yaml</summary><pre>{escape(text)}</pre></details>")

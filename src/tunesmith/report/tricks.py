@@ -99,6 +99,7 @@ RECIPE_TRICKS = {
     "model.backbone": "T31",  # a pretrained encoder: the fine-tuning defaults
     "model.backbone_dropout": "T15",
     "model.pooling": "T21",  # what the head reads of the backbone's layers
+    "model.step_order": "T19",  # a recurrent model reads a lag series oldest first
     "train.batch_size": "T07",
     "train.effective_batch_size": "T33",
     "train.lr": "T31",
@@ -125,6 +126,8 @@ RECIPE_TRICKS = {
     "train.threads": "T54",
     "train.monitor": "T65",
     "train.dynamic_padding": "T07",  # text: each batch cut to its longest row
+    "train.group_by_length": "T07",  # text: batches of rows of similar length
+    "train.probe_init": "T62",  # a backbone's head starts from its linear probe (LP-FT)
     "tune": "T52",
     "tune.strategy": "T53",
     "tune.shares": "T53",

@@ -150,8 +150,10 @@ class Trainer:
         target_inverse: Callable[[np.ndarray], np.ndarray] | None = None,
         embeddings: Path | None = None,
     ) -> None:
-        if cfg.batch_size is None or cfg.lr is None:
-            raise BadInput("The Trainer needs a resolved recipe (batch_size and lr set); pass it through resolve().")
+        if cfg.batch_size is None or cfg.lr is None or cfg.epochs is None:
+            raise BadInput(
+                "The Trainer needs a resolved recipe (batch_size, lr and epochs set); pass it through resolve()."
+            )
         self.cfg, self.task, self.augment = cfg, task, augment
         self.device = resolve_device(cfg.device)
         self.model = model.to(self.device)
@@ -407,7 +409,9 @@ def probe_trainer(
     constant schedule, so whoever drives the steps sets the LR. Its optimizer is `optimizer` (over
     `model`'s parameters) or the recipe's.
     """
-    probe = cfg.model_copy(update={"schedule": "constant", "warmup_epochs": 0.0, "effective_batch_size": None})
+    probe = cfg.model_copy(  # one epoch: whoever drives the steps decides how many (a constant schedule has no end)
+        update={"schedule": "constant", "warmup_epochs": 0.0, "effective_batch_size": None, "epochs": 1}
+    )
     trainer = Trainer(model, cfg=probe, task=task, loss_fn=loss_fn)
     trainer.start(1, optimizer=optimizer)
     trainer.model.train()
