@@ -126,35 +126,25 @@ def test_fine_tuning_starts_from_the_linear_probe(bert: Path, tmp_path: Path) ->
             if epoch == 0:
                 FirstStep.head = {k: v.clone() for k, v in trainer.model.classifier.state_dict().items()}
 
+    def fine_tune(out: str, probe_init: str | bool) -> Any:
+        overrides = {"model.backbone": str(bert), "train.probe_init": probe_init}
+        return ts_fit(
+            data=str(tmp_path / "t90.csv"),
+            target="label",
+            seed=0,
+            out=tmp_path / out,
+            progress=False,
+            report=False,
+            epochs=1,
+            overrides=overrides,
+            callbacks=[FirstStep()],
+        )
+
     probe = probe_fit(tmp_path, bert, out="probe")
-    topical(90, seed=4).to_csv(tmp_path / "t90.csv", index=False)
-    tuned = ts_fit(
-        data=str(tmp_path / "t90.csv"),
-        target="label",
-        seed=0,
-        out=tmp_path / "ft",
-        progress=False,
-        report=False,
-        epochs=2,
-        overrides={"model.backbone": str(bert)},
-        callbacks=[FirstStep()],
-        embeddings=tmp_path / "cache",
-    )
-    assert tuned.recipe.train.probe_init is True
+    assert fine_tune("ft", "auto").recipe.train.probe_init is True  # on with a backbone
     solved = probe.model.classifier.state_dict()
     assert all(torch.allclose(FirstStep.head[k], solved[k], atol=1e-5) for k in solved)
-    off = ts_fit(
-        data=str(tmp_path / "t90.csv"),
-        target="label",
-        seed=0,
-        out=tmp_path / "off",
-        progress=False,
-        report=False,
-        epochs=1,
-        overrides={"model.backbone": str(bert), "train.probe_init": False},
-        callbacks=[FirstStep()],
-    )
-    assert off.recipe.train.probe_init is False
+    assert fine_tune("off", False).recipe.train.probe_init is False
     assert not torch.allclose(FirstStep.head["1.weight"], solved["1.weight"])  # a random head
     assert not (tmp_path / "off" / "embeddings").exists()  # nothing embedded
 
