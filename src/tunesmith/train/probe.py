@@ -62,7 +62,7 @@ def solve_probe(model: Any, ids: torch.Tensor, y: np.ndarray, *, task: str, cach
     dimensions by far more than that, would throw the logits into the hundreds."""
     features = embed_rows(model, ids, cache=cache)
     mean = features.mean(axis=0)
-    scale = float(np.sqrt(np.mean(features.var(axis=0)))) or 1.0  # one scale for all dimensions: see below
+    scale = float(np.sqrt(np.mean(features.var(axis=0)))) or 1.0  # one scale for all dimensions (the docstring)
     layer = model.classifier[-1]
     estimator = solve_linear(layer, (features - mean) / scale, y, task=task)
     with torch.no_grad():  # w.(f - m)/s + b = (w/s).f + (b - (w/s).m)
