@@ -73,11 +73,16 @@ def circles_csv(path: Path, rows: int = 400, seed: int = 0) -> Path:
     return path
 
 
+def quick_tune(data: Path, target: str, tmp_path: Path) -> tuple[Any, dict[str, Any]]:
+    """Six QUICK trials on `data`; the result and its final choice."""
+    result = tune(data=str(data), target=target, out=tmp_path / "run", trials=6, overrides=QUICK, progress=False)
+    return result, result.tuning["final"]
+
+
 @pytest.mark.slow
 def test_a_linear_target_makes_tune_deliver_the_linear_model(tmp_path: Path) -> None:
     data = linear_csv(tmp_path / "linear.csv")
-    result = tune(data=str(data), target="y", out=tmp_path / "run", trials=6, overrides=QUICK, progress=False)
-    final = result.tuning["final"]
+    result, final = quick_tune(data, "y", tmp_path)
     assert final["chosen"] == "linear" and "the refit delivers the linear model" in final["reason"]
     linear = final["linear"]
     assert len(linear["fold_values"]) == 3 and linear["value"] == pytest.approx(np.mean(linear["fold_values"]))
@@ -98,9 +103,7 @@ def test_a_linear_target_makes_tune_deliver_the_linear_model(tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_a_curved_target_keeps_the_network(tmp_path: Path) -> None:
-    data = circles_csv(tmp_path / "circles.csv")
-    result = tune(data=str(data), target="label", out=tmp_path / "run", trials=6, overrides=QUICK, progress=False)
-    final = result.tuning["final"]
+    result, final = quick_tune(circles_csv(tmp_path / "circles.csv"), "label", tmp_path)
     assert final["chosen"] == "network" and "better by more than one standard error" in final["reason"]
     assert final["linear"]["value"] < 0.7 < final["network"]["value"]  # a line cannot split two rings
     assert result.best_recipe.train.solver == "gradient" and result.metrics["tuning"]["final"] == "network"

@@ -213,7 +213,7 @@ class Trainer:
         if resume is not None:
             self.load_state_dict(resume)
         elif cfg.probe_init is True and cfg.solver == "gradient":  # LP-FT: the head from the linear probe (T62)
-            self._solve_head(train_batches)
+            self._solve_head(_in_memory(train_batches))
         events = {e: [cb for cb in self.callbacks if overrides(cb, e)] for e in EVENTS}
         for cb in events["fit_start"]:
             cb.on_fit_start(self)
@@ -268,26 +268,17 @@ class Trainer:
         """train.solver=exact: the depth-0 network's weights solved on every training row at once (train/exact.py),
         or a backbone's head on its frozen embeddings (the linear probe, train/probe.py); the epoch's train loss is
         the solved model's loss on those rows. One epoch says all: training stops."""
-        if not isinstance(batches, TensorBatches):
-            raise BadInput(
-                "train.solver=exact solves on in-memory arrays (x, y); it cannot read a Dataset or DataLoader. "
-                "Pass arrays, or use train.solver=gradient."
-            )
+        rows = _in_memory(batches)
         if hasattr(self.model, "embed"):  # a pretrained backbone: its head solved on the frozen embeddings
-            self._solve_head(batches)
+            self._solve_head(rows)
         else:
-            solve_linear(self.model, batches.x.cpu().numpy(), batches.y.cpu().numpy(), task=self.task)
+            solve_linear(self.model, rows.x.cpu().numpy(), rows.y.cpu().numpy(), task=self.task)
         self.should_stop = True
-        return self.evaluate((batches.x, batches.y))["loss"]
+        return self.evaluate((rows.x, rows.y))["loss"]
 
-    def _solve_head(self, batches: Batches) -> None:
+    def _solve_head(self, rows: TensorBatches) -> None:
         """A backbone's head solved on the frozen embeddings of every training row (train/probe.py)."""
-        if not isinstance(batches, TensorBatches):
-            raise BadInput(
-                "The linear probe (train.solver=exact, train.probe_init) solves on in-memory token ids; it cannot "
-                "read a Dataset or DataLoader. Pass arrays, or set train.probe_init=false."
-            )
-        solve_probe(self.model, batches.x, batches.y.cpu().numpy(), task=self.task, cache=self.embeddings)
+        solve_probe(self.model, rows.x, rows.y.cpu().numpy(), task=self.task, cache=self.embeddings)
 
     # ---- the step: fit's epoch loop drives it, and so can anyone (the LR range test, the doctor) ----
     def start(self, steps_per_epoch: int, *, optimizer: torch.optim.Optimizer | None = None) -> None:
@@ -431,6 +422,17 @@ def _as_tensor(a: Any, device: torch.device) -> torch.Tensor:
     if t.is_floating_point() and t.dtype != torch.float32:
         t = t.float()
     return t.to(device)
+
+
+def _in_memory(batches: Batches) -> TensorBatches:
+    """The training rows as in-memory tensors: what the exact solver and the linear probe solve on."""
+    if not isinstance(batches, TensorBatches):
+        raise BadInput(
+            "train.solver=exact and train.probe_init solve on every training row at once, from in-memory arrays "
+            "(x, y); they cannot read a Dataset or DataLoader. Pass arrays, or use train.solver=gradient and "
+            "train.probe_init=false."
+        )
+    return batches
 
 
 def _token_lengths(x: torch.Tensor) -> torch.Tensor | None:

@@ -201,7 +201,7 @@ class Objective:
         overrides = {**self.carried, **self.fixed, **params}  # the whole trial recipe = base + these
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it (logs, fault tests)
         trial.set_user_attr("overrides", overrides)
-        epochs = int(overrides.get("train.epochs", self.base.train.epochs or 1))
+        epochs = int(overrides["train.epochs"])  # every stage holds, searches or carries it (plan_stages)
         reporter = ReportEpochs(trial, f"val_{self.metric}", deadline=self.deadline, min_epochs=max(1, epochs // 4))
         started = time.perf_counter()
         try:
