@@ -214,6 +214,23 @@ def test_predict_on_raw_strings_equals_the_runs_test_predictions(backbone_run: d
     assert accuracy == pytest.approx(result.metrics["test"]["accuracy"])
 
 
+def test_predict_needs_no_copy_of_the_backbone_the_run_fine_tuned(bert: Path, tmp_path: Path) -> None:
+    """model.pt holds every weight and backbone/config.json the architecture: the run moves without its backbone."""
+    moved = tmp_path / "backbone"
+    shutil.copytree(bert, moved)
+    result = fit_topical(tmp_path, 60, seed=3, epochs=1, overrides={"model.backbone": str(moved), "train.lr": 1e-3})
+    rows = topical(20, seed=4)["body"].tolist()
+    before = predict(tmp_path / "run", rows)
+    shutil.rmtree(moved)
+    after = predict(tmp_path / "run", rows)
+    pd.testing.assert_frame_equal(after, before)
+    config = json.loads((tmp_path / "run" / "backbone" / "config.json").read_text())
+    assert config["num_hidden_layers"] == LAYERS and result.recipe.model.backbone == str(moved)
+    (tmp_path / "run" / "backbone" / "config.json").unlink()  # without it, the backbone's own directory is needed
+    with pytest.raises(BadInput, match=r"model\.backbone"):
+        predict(tmp_path / "run", rows)
+
+
 def test_the_estimators_fine_tune_a_backbone_named_in_their_recipe(bert: Path) -> None:
     from tunesmith.sklearn import NeuralClassifier
 

@@ -28,7 +28,7 @@ from tunesmith.data.splits import seed_members
 from tunesmith.ensemble import Outputs, average, averaged_score, member_prediction, out_of_fold_score, targets
 from tunesmith.errors import BadInput, TrainingDiverged
 from tunesmith.models import build_model
-from tunesmith.models.backbone import neck_weights
+from tunesmith.models.backbone import neck_weights, save_architecture
 from tunesmith.recipe import Recipe, flatten, load_recipe, make_recipe
 from tunesmith.repro import environment
 from tunesmith.run import RunDir, default_run_dir, write_json
@@ -201,6 +201,7 @@ def _fit_fold(
         facts["seed"] = recipe.train.seed
     atomic_save(trainer.model.state_dict(), fold_dir / "model.pt")
     prep.preprocessor.save(fold_dir / "preprocess.json")
+    save_architecture(trainer.model, run.backbone)  # a backbone's config: predict needs no copy of model.backbone
     layers = neck_weights(trainer.model)  # T21: what the backbone's neck learned, for the report
     if layers is not None:
         write_json(fold_dir / "layer_weights.json", layers)

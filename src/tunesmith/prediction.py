@@ -99,7 +99,12 @@ def _load_member(run: RunDir, recipe: Recipe, where: Path) -> Member:
     except (ValueError, KeyError) as exc:  # json.JSONDecodeError is a ValueError
         raise BadInput(f"{preprocess} is not valid preprocessing state ({exc}). Train the run again.") from None
     model = build_model(
-        recipe.model, kind=recipe.data.kind, input_shape=shape, n_outputs=pre.n_outputs, vocab_size=pre.vocab_size
+        recipe.model,
+        kind=recipe.data.kind,
+        input_shape=shape,
+        n_outputs=pre.n_outputs,
+        vocab_size=pre.vocab_size,
+        architecture=run.backbone if (run.backbone / "config.json").is_file() else None,  # model.pt: every weight
     )
     try:
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))

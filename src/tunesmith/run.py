@@ -6,6 +6,7 @@
     checkpoint.pt    training state for --resume               every epoch, removed when done
     model.pt         the trained state_dict (weights_only)     at the end
     preprocess.json  fitted preprocessing, plain JSON          at the end
+    backbone/        a pretrained backbone's config.json       at the end (predict rebuilds the model from it)
     metrics.json     final metrics                             LAST: its presence means complete
     failed.json      {"reason", "message"} of a run that stopped on divergence: never complete
 
@@ -46,6 +47,7 @@ class RunDir:
     metrics = property(lambda self: self.path / "metrics.json")
     model = property(lambda self: self.path / "model.pt")
     preprocess = property(lambda self: self.path / "preprocess.json")
+    backbone = property(lambda self: self.path / "backbone")  # model.backbone's config (models/backbone.py)
     env = property(lambda self: self.path / "env.json")
     failed = property(lambda self: self.path / "failed.json")  # a run that stopped on an error (see fitting.py)
     embeddings = property(lambda self: self.path / "embeddings")  # a linear probe's cache (train/probe.py)

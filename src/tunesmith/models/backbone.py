@@ -39,25 +39,32 @@ from tunesmith.models.init import set_dropout
 from tunesmith.models.text import masked_mean
 from tunesmith.recipe import ModelConfig
 
-__all__ = ["BackboneModel", "ScalarMix", "build_backbone_model", "load_backbone", "neck_weights"]
+__all__ = ["BackboneModel", "ScalarMix", "build_backbone_model", "load_backbone", "neck_weights", "save_architecture"]
 
 
-def load_backbone(name: str, *, dropout: float | str) -> Any:
+def load_backbone(name: str, *, dropout: float | str, architecture: Path | None = None) -> Any:
     """The pretrained encoder of `model.backbone` (its weights), with T15's dropout rates applied: a transformers
-    PreTrainedModel (typed Any: transformers is an optional extra)."""
+    PreTrainedModel (typed Any: transformers is an optional extra).
+
+    architecture: a run's backbone/ folder (its config.json, written by fitting.py): the encoder is built from
+    that config alone, without weights, for a state_dict that holds them all (model.pt): `predict` needs no
+    copy of `model.backbone` then."""
     try:
         from transformers import AutoConfig, AutoModel
     except ImportError:
         raise BadInput(
             "model.backbone needs the optional package 'transformers': pip install 'tunesmith[text]'."
         ) from None
-    path = locate(name).path
+    path = architecture if architecture is not None else locate(name).path
     config = AutoConfig.from_pretrained(path)
     if dropout != "keep":
         for key, value in config.to_dict().items():
             if "dropout" in key and isinstance(value, float):  # hidden_dropout_prob, attention_probs_dropout_prob...
                 setattr(config, key, float(dropout))
-    model = AutoModel.from_pretrained(path, config=config)
+    if architecture is not None:  # a run's own config: the weights come from its model.pt
+        model = AutoModel.from_config(config)
+    else:
+        model = AutoModel.from_pretrained(path, config=config)
     if dropout != "keep":
         set_dropout(model, p=float(dropout))
     if getattr(model, "pooler", None) is not None:  # BERT's pooler (tanh over CLS) is not what this model pools:
@@ -153,11 +160,11 @@ def _layer_stack(backbone: nn.Module) -> nn.ModuleList:
     return max(stacks, key=len)
 
 
-def build_backbone_model(cfg: ModelConfig, *, n_outputs: int) -> BackboneModel:
-    """The model of a resolved `cfg` with `cfg.backbone` set."""
+def build_backbone_model(cfg: ModelConfig, *, n_outputs: int, architecture: Path | None = None) -> BackboneModel:
+    """The model of a resolved `cfg` with `cfg.backbone` set (from a run's saved `architecture`: load_backbone)."""
     assert cfg.backbone is not None  # build_model calls it only then
-    backbone = load_backbone(cfg.backbone, dropout=cfg.backbone_dropout)
-    source = Path(backbone.name_or_path)  # the directory locate() found: from_pretrained records it
+    backbone = load_backbone(cfg.backbone, dropout=cfg.backbone_dropout, architecture=architecture)
+    source = architecture or Path(backbone.name_or_path)  # the directory locate() found: from_pretrained records it
     n_hidden = int(backbone.config.num_hidden_layers) + 1  # the embeddings' output and each layer's
     neck: nn.Module = ScalarMix(n_hidden) if cfg.neck else LastLayer()
     pool: nn.Module = MeanPool() if cfg.pooling == "mean" else ClsPool()
@@ -173,3 +180,11 @@ def neck_weights(model: nn.Module) -> dict[str, Any] | None:
     if weights is None:
         return None
     return {"layers": ["embeddings", *(f"layer {i}" for i in range(1, len(weights)))], "weights": weights}
+
+
+def save_architecture(model: nn.Module, folder: Path) -> None:
+    """A backbone model's encoder config (dropout rates as trained) to folder/config.json: with model.pt, all a
+    run needs to rebuild its model (`load_backbone(architecture=folder)`). Other models: nothing."""
+    if isinstance(model, BackboneModel):
+        encoder: Any = model.backbone  # a transformers PreTrainedModel
+        encoder.config.save_pretrained(folder)

@@ -29,6 +29,7 @@ import inspect
 import math
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -101,7 +102,13 @@ def fresh_model(cfg: ModelConfig, facts: DataFacts, user: nn.Module | None = Non
 
 
 def build_model(
-    cfg: ModelConfig, *, kind: str, input_shape: tuple[int, ...], n_outputs: int, vocab_size: int = 0
+    cfg: ModelConfig,
+    *,
+    kind: str,
+    input_shape: tuple[int, ...],
+    n_outputs: int,
+    vocab_size: int = 0,
+    architecture: Path | None = None,
 ) -> nn.Module:
     """Build and initialize the model of a resolved `cfg` for samples of `input_shape`.
 
@@ -109,6 +116,8 @@ def build_model(
         sample, without the batch.
     n_outputs: logits per sample (classes, 1 for binary, target columns); ignored by the autoencoder.
     vocab_size: text only: the tokenizer's vocabulary, the embedding's rows (ids 0 .. vocab_size - 1).
+    architecture: a backbone only: a run's backbone/ folder, the encoder built from its config without weights
+        (models/backbone.py `load_backbone`), for the caller to load a run's model.pt into.
     """
     lookup(_RANKS, kind, param="kind", owner="data")
     if len(input_shape) != _RANKS[kind] or min(input_shape, default=0) < 1:
@@ -118,7 +127,7 @@ def build_model(
     if cfg.custom is not None:
         return _load_custom(cfg.custom, dropout=cfg.dropout)
     if cfg.backbone is not None:  # pretrained weights: no init (models/backbone.py)
-        return build_backbone_model(cfg, n_outputs=n_outputs)
+        return build_backbone_model(cfg, n_outputs=n_outputs, architecture=architecture)
     for field in ("family", "norm", "init"):
         if getattr(cfg, field) == "auto":
             raise BadInput(must_be(field, "model", "resolved (not 'auto')", "auto", hint=_RESOLVE_HINT))
