@@ -98,14 +98,23 @@ def _load_member(run: RunDir, recipe: Recipe, where: Path) -> Member:
         shape = tuple(pre.state["shape"])
     except (ValueError, KeyError) as exc:  # json.JSONDecodeError is a ValueError
         raise BadInput(f"{preprocess} is not valid preprocessing state ({exc}). Train the run again.") from None
-    model = build_model(
-        recipe.model,
-        kind=recipe.data.kind,
-        input_shape=shape,
-        n_outputs=pre.n_outputs,
-        vocab_size=pre.vocab_size,
-        architecture=run.backbone if (run.backbone / "config.json").is_file() else None,  # model.pt: every weight
-    )
+    saved = (run.backbone / "config.json").is_file()  # a backbone's architecture; model.pt holds every weight
+    try:
+        model = build_model(
+            recipe.model,
+            kind=recipe.data.kind,
+            input_shape=shape,
+            n_outputs=pre.n_outputs,
+            vocab_size=pre.vocab_size,
+            architecture=run.backbone if saved else None,
+        )
+    except BadInput as exc:
+        if recipe.model.backbone is None or saved:
+            raise
+        raise BadInput(
+            f"{exc} The run in {run.path} has no backbone/config.json (runs trained before tunesmith kept it), so "
+            "predict rebuilds its model from model.backbone: put that directory back, or train the run again."
+        ) from None
     try:
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     except Exception as exc:  # torch raises many types for corrupt archives and mismatched weights

@@ -164,7 +164,7 @@ def build_backbone_model(cfg: ModelConfig, *, n_outputs: int, architecture: Path
     """The model of a resolved `cfg` with `cfg.backbone` set (from a run's saved `architecture`: load_backbone)."""
     assert cfg.backbone is not None  # build_model calls it only then
     backbone = load_backbone(cfg.backbone, dropout=cfg.backbone_dropout, architecture=architecture)
-    source = architecture or Path(backbone.name_or_path)  # the directory locate() found: from_pretrained records it
+    source = architecture or Path(backbone.name_or_path)  # the run's config, or the directory locate() found
     n_hidden = int(backbone.config.num_hidden_layers) + 1  # the embeddings' output and each layer's
     neck: nn.Module = ScalarMix(n_hidden) if cfg.neck else LastLayer()
     pool: nn.Module = MeanPool() if cfg.pooling == "mean" else ClsPool()
