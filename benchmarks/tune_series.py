@@ -14,7 +14,8 @@ Contenders, all on the same rows, in the same run:
   of the development rows), trained for the same wall-clock budget as the tune;
 - `tunesmith tune --timeout T` (the capacity stage may choose the family: the columns form an ordered
   series), whose test RMSE is its final model's (the refit ensemble).
-Printed: test RMSE per contender and seed, and tune / best-baseline ratios (issue 14: at most 1.0).
+Printed: test RMSE per contender and seed, and tune / best-baseline ratios (issue 14: at most 1.0), beside the
+floor: the RMSE of the process's own conditional mean, coefficients and the cycle's phase known (`true_mean`).
 """
 
 from __future__ import annotations
@@ -30,14 +31,32 @@ import torch
 from torch import nn
 
 LAGS = 24
+PHI = (0.6, -0.3)  # the autoregression
+PERIOD = 12  # the cycle, sin(2 pi t / PERIOD)
+BURN = 50  # steps dropped at the start
+
+
+def cycle(t: np.ndarray) -> np.ndarray:
+    return np.sin(2 * np.pi * t / PERIOD)
 
 
 def series(n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    y = np.zeros(n + LAGS + 50)
+    y = np.zeros(n + LAGS + BURN)
     for t in range(2, len(y)):
-        y[t] = 0.6 * y[t - 1] - 0.3 * y[t - 2] + np.sin(2 * np.pi * t / 12) + 0.4 * rng.normal()
-    return y[50:]  # burn-in
+        y[t] = PHI[0] * y[t - 1] + PHI[1] * y[t - 2] + cycle(np.asarray(t)) + 0.4 * rng.normal()
+    return y[BURN:]
+
+
+def true_mean(path: Path, yt: np.ndarray) -> float:
+    """The test RMSE of the process's own conditional mean (the coefficients and the cycle's phase known):
+    the noise floor no model reaches. The test rows are the CSV's last rows (--time t: the most recent)."""
+    import pandas as pd
+
+    rows = pd.read_csv(path).sort_values("t").tail(len(yt))
+    assert np.allclose(rows["y"].to_numpy(np.float32), yt)
+    t = rows["t"].to_numpy() + LAGS + BURN  # the CSV's row r predicts the series' step r + LAGS
+    return rmse(PHI[0] * rows["lag_1"] + PHI[1] * rows["lag_2"] + cycle(t), yt)
 
 
 def windows(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +155,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=500)
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; {args.rows} rows, {LAGS} lags")
-    print(f"{'seed':>4s} {'RidgeCV':>8s} {'GRU':>8s} {'tuned':>8s} {'tuned/best':>10s}")
+    heads = ("RidgeCV", "GRU", "tuned", "tuned/best", "floor", "floor/best")
+    print(f"{'seed':>4s} " + " ".join(f"{h:>10s}" for h in heads))
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
@@ -147,7 +167,9 @@ def main() -> None:
             gru = hand_gru(x, y, xt, yt, seconds=args.timeout, seed=seed)
             ours = tuned(path, Path(tmp), args.timeout, seed)
             ratios.append(ours / min(lin, gru))
-            print(f"{seed:4d} {lin:8.4f} {gru:8.4f} {ours:8.4f} {ratios[-1]:10.3f}")
+            floor = true_mean(path, yt)
+            values = (lin, gru, ours, ratios[-1], floor, floor / min(lin, gru))
+            print(f"{seed:4d} " + " ".join(f"{v:10.4f}" for v in values))
     print(f"tuned / better baseline: mean {np.mean(ratios):.3f}, worst {max(ratios):.3f} (issue 14: at most 1.0)")
 
 
