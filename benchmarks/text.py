@@ -1,7 +1,7 @@
 """Real text: TF-IDF + logistic regression, frozen-backbone embeddings + logistic regression, tunesmith's
 from-scratch default and its fine-tuned default (MiniLM), on Linux man pages, on the same splits.
 
-    python benchmarks/text.py                          # one-line summaries, 5 seeds, compare on 3 folds (about 55 min)
+    python benchmarks/text.py                          # one-line summaries, 5 seeds, compare on 3 folds (about 36 min)
     python benchmarks/text.py --cv 1                   # compare on one validation split per seed (about 30 min)
     python benchmarks/text.py --set pages --seeds 0 1 2 --no-backbone   # whole pages, from scratch only
 
@@ -28,8 +28,8 @@ split and development rows.
   every development row is validated once, so a seed's score rests on ~690 rows instead of one split's ~140
   (on one split, one row is 0.7 points of accuracy). The seeds stay the paired units (comparison/stats.py);
   each fold model trains on two thirds of the development rows, and its test score is the folds' mean.
-Printed: each seed's test accuracies, their means, compare's verdict, and the probe's cost (embeddings
-included) over one fine-tuning epoch's (issue 13: fine-tuned > both baselines, "better" than the probe;
+Printed: each seed's test accuracies, their means, compare's verdict, and the first probe's cost (every row
+embedded) over one fine-tuning epoch's (issue 13: fine-tuned > both baselines, "better" than the probe;
 from scratch within 2 points of TF-IDF + LR; probe < one epoch).
 """
 

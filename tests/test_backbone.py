@@ -227,7 +227,7 @@ def test_predict_needs_no_copy_of_the_backbone_the_run_fine_tuned(bert: Path, tm
     config = json.loads((tmp_path / "run" / "backbone" / "config.json").read_text())
     assert config["num_hidden_layers"] == LAYERS and result.recipe.model.backbone == str(moved)
     (tmp_path / "run" / "backbone" / "config.json").unlink()  # without it, the backbone's own directory is needed
-    with pytest.raises(BadInput, match=r"has no backbone/config\.json .* put that directory back"):
+    with pytest.raises(BadInput, match=r"has no backbone/config\.json .* put it back or train the run again"):
         predict(tmp_path / "run", rows)
 
 

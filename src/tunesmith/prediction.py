@@ -112,8 +112,8 @@ def _load_member(run: RunDir, recipe: Recipe, where: Path) -> Member:
         if recipe.model.backbone is None or saved:
             raise
         raise BadInput(
-            f"{exc} The run in {run.path} has no backbone/config.json (runs trained before tunesmith kept it), so "
-            "predict rebuilds its model from model.backbone: put that directory back, or train the run again."
+            f"{exc} The run in {run.path} has no backbone/config.json (runs trained before tunesmith kept one), so "
+            "its model is rebuilt from model.backbone: if that directory is gone, put it back or train the run again."
         ) from None
     try:
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
