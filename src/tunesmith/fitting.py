@@ -123,6 +123,7 @@ def fit(
         raise
     best = _representative(folds)
     chosen = folds[best]
+    save_architecture(chosen["model"], run.backbone)  # a backbone's config: predict needs no copy of model.backbone
     if len(folds) > 1:  # the best-validation fold's model represents the run (an ensemble's predict reads all)
         shutil.copyfile(run.fold(best, len(folds)) / "model.pt", run.model)
         Preprocessor.load(run.fold(best, len(folds)) / "preprocess.json").save(run.preprocess)  # text: + tokenizer
@@ -201,7 +202,6 @@ def _fit_fold(
         facts["seed"] = recipe.train.seed
     atomic_save(trainer.model.state_dict(), fold_dir / "model.pt")
     prep.preprocessor.save(fold_dir / "preprocess.json")
-    save_architecture(trainer.model, run.backbone)  # a backbone's config: predict needs no copy of model.backbone
     layers = neck_weights(trainer.model)  # T21: what the backbone's neck learned, for the report
     if layers is not None:
         write_json(fold_dir / "layer_weights.json", layers)
