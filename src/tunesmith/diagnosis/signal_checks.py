@@ -62,8 +62,9 @@ def _median_ratio(grads: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.median(np.where(np.isnan(rel), np.inf, rel), axis=0)
 
 
-def _depth(ctx: Context) -> tuple[np.ndarray, list[str], str]:
-    """(relative gradient per unit of depth, the units, what they are), input end first (Skip: no depth).
+def _depth(ctx: Context, rel: np.ndarray, layers: list[str]) -> tuple[np.ndarray, list[str], str]:
+    """(relative gradient per unit of depth, the units, what they are), input end first (Skip: no depth), from the
+    trained layers' relative gradients `rel` (`_relative`).
 
     Without a pretrained part, the units are the trained weighted layers. On a pretrained backbone
     they are the trained blocks of its encoder stack (each block's weighted layers pooled into one
@@ -71,7 +72,6 @@ def _depth(ctx: Context) -> tuple[np.ndarray, list[str], str]:
     it with the pretrained body would call every healthy fine-tuning vanishing. With fewer than two
     trained blocks (a frozen body), the layers trained from scratch are compared among themselves.
     """
-    rel, layers, _ = _relative(ctx)
     pretrained = ctx.pretrained
     if not pretrained:
         return rel, layers, "weighted layers"
@@ -105,8 +105,8 @@ class VanishingGradients(Check):
     tricks = ("T65", "T11", "T14", "T18")
 
     def run(self, ctx: Context) -> Finding:
-        frozen = _relative(ctx)[2]
-        rel, layers, compared = _depth(ctx)
+        trained, names, frozen = _relative(ctx)
+        rel, layers, compared = _depth(ctx, trained, names)
         first, last = float(rel[0]), float(rel[-1])
         evidence: dict[str, Any] = {
             "value": first / last if math.isfinite(first) and last > 0 else math.inf,
@@ -155,7 +155,7 @@ class ExplodingGradients(Check):
         run = ctx.run
         rel, names, frozen = _relative(ctx)
         try:
-            by_depth, layers, compared = _depth(ctx)
+            by_depth, layers, compared = _depth(ctx, rel, names)
         except Skip:  # a frozen pretrained body: no depth to compare, the other measures still apply
             by_depth, layers, compared = rel[:1], names[:1], "no depth"
         total = np.sqrt((run.grad_norms.astype(np.float64) ** 2).sum(axis=1))
