@@ -13,9 +13,12 @@ Contenders, all on the same rows, in the same run:
 - a hand-written GRU (hidden 32, Adam 1e-3, batches of 32, best validation epoch kept, on the last fifth
   of the development rows), trained for the same wall-clock budget as the tune;
 - `tunesmith tune --timeout T` (the capacity stage may choose the family: the columns form an ordered
-  series), whose test RMSE is its final model's (the refit ensemble).
-Printed: test RMSE per contender and seed, and tune / best-baseline ratios (issue 14: at most 1.0), beside the
-floor: the RMSE of the process's own conditional mean, coefficients and the cycle's phase known (`true_mean`).
+  series), whose test RMSE is its final model's (the refit ensemble). tunesmith finds the cycle in the time
+  column `t` (data/season.py: period 12 on every seed) and gives every model the row's phase in it, sin and cos.
+Printed: test RMSE per contender and seed, and tune / best-baseline ratios (issue 14: at most 1.0). Beside them,
+for fairness, RidgeCV given the same phase columns tunesmith adds ("Ridge+phase": what the season alone buys a
+linear model), and the floor: the RMSE of the process's own conditional mean, coefficients and the cycle's
+phase known (`true_mean`).
 """
 
 from __future__ import annotations
@@ -123,14 +126,19 @@ def write_csv(y_series: np.ndarray, path: Path) -> None:
     frame.to_csv(path, index=False)
 
 
-def split_rows(path: Path, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """tunesmith's own development and test rows of the CSV (time-ordered: the test rows come last)."""
+def split_rows(path: Path, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """tunesmith's own development and test rows of the CSV (time-ordered: the test rows come last): lags, target,
+    test lags, test target, and the sin and cos of the season tunesmith finds (data/season.py) for both."""
     from tunesmith.data import load_data
+    from tunesmith.data.season import season_terms
     from tunesmith.recipe import make_recipe
 
     loaded = load_data(make_recipe(data=str(path), target="y", time="t").data, seed=seed)
+    assert loaded.season is not None and loaded.season["period"] == PERIOD, loaded.season
+    phase, phase_test = (season_terms(loaded.season, t) for t in (loaded.raw.time, loaded.time_test))
     as_array = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
-    return as_array(loaded.raw.x), as_array(loaded.raw.y), as_array(loaded.x_test), as_array(loaded.y_test)
+    x, xt = as_array(loaded.raw.x), as_array(loaded.x_test)
+    return x, as_array(loaded.raw.y), xt, as_array(loaded.y_test), phase, phase_test
 
 
 def tuned(path: Path, folder: Path, timeout: float, seed: int) -> float:
@@ -155,20 +163,21 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=500)
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; {args.rows} rows, {LAGS} lags")
-    heads = ("RidgeCV", "GRU", "tuned", "tuned/best", "floor", "floor/best")
+    heads = ("RidgeCV", "GRU", "tuned", "tuned/best", "Ridge+phase", "tuned/R+ph", "floor", "floor/best")
     print(f"{'seed':>4s} " + " ".join(f"{h:>10s}" for h in heads))
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
             path = Path(tmp) / f"series_{seed}.csv"
             write_csv(series(args.rows, seed), path)
-            x, y, xt, yt = split_rows(path, seed)
+            x, y, xt, yt, phase, phase_test = split_rows(path, seed)
             lin = ridge(x, y, xt, yt)
             gru = hand_gru(x, y, xt, yt, seconds=args.timeout, seed=seed)
             ours = tuned(path, Path(tmp), args.timeout, seed)
             ratios.append(ours / min(lin, gru))
             floor = true_mean(path, yt)
-            values = (lin, gru, ours, ratios[-1], floor, floor / min(lin, gru))
+            seasonal = ridge(np.hstack([x, phase]), y, np.hstack([xt, phase_test]), yt)
+            values = (lin, gru, ours, ratios[-1], seasonal, ours / seasonal, floor, floor / min(lin, gru))
             print(f"{seed:4d} " + " ".join(f"{v:10.4f}" for v in values))
     print(f"tuned / better baseline: mean {np.mean(ratios):.3f}, worst {max(ratios):.3f} (issue 14: at most 1.0)")
 

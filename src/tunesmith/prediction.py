@@ -15,7 +15,8 @@ Schema rules for tables (docs/predict.md):
 - a numeric feature holding text: BadInput naming the column and an example value;
 - a category never seen in training: the column's "other" level, or all-zero one-hot when training had
   no rare level (T02); counted in a warning;
-- missing values are imputed with the training statistics (T01), or refused when data.impute is none.
+- missing values are imputed with the training statistics (T01), or refused when data.impute is none;
+- a run whose table reads the time column's season (data/season.py) needs the time column too.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from torch import nn
 
 from tunesmith.data.columns import ColumnPlan
 from tunesmith.data.preprocess import Preprocessor
-from tunesmith.data.sources import TABLE_SUFFIXES, read_table
+from tunesmith.data.sources import TABLE_SUFFIXES, read_table, time_values
 from tunesmith.ensemble import Member, average, member_prediction
 from tunesmith.errors import BadInput, closest, must_be
 from tunesmith.models import build_model
@@ -151,7 +152,9 @@ def predict(
         raise BadInput(f"{source} holds no rows to predict (a header alone, or an empty array). Add rows.")
     if isinstance(features, pd.DataFrame):  # text cells read as numbers, dates expanded: as in training
         features = ColumnPlan.recorded(loaded.recipe.data).apply(features.rename(columns=str))
+    time = None
     if pre.state["kind"] == "tabular":
+        time = _season_time(features, loaded, source=source)
         checked: pd.DataFrame | np.ndarray = _check_table(features, loaded, source=source)
     elif pre.state["kind"] == "text":
         checked = _check_text(features, loaded, source=source)
@@ -161,7 +164,7 @@ def predict(
     task = pre.state["task"]
     predictions = []
     for member in loaded.members or [Member(pre, loaded.model)]:
-        x = member.preprocessor.transform_x(checked)
+        x = member.preprocessor.transform_x(checked, time=time)
         out = forward(member.model.to(target), x, batch_size=batch_size)  # (N, n_outputs), or x's shape
         predictions.append(member_prediction(task, out, member.preprocessor, x))
     values = average(predictions)  # (N, C) probabilities, (N, K) target units (T05), or (N,) errors
@@ -278,6 +281,26 @@ def _check_table(features: pd.DataFrame | np.ndarray, run: LoadedRun, *, source:
                 to,
             )
     return frame
+
+
+def _season_time(features: pd.DataFrame | np.ndarray, run: LoadedRun, *, source: str) -> np.ndarray | None:
+    """The rows' times, where the run's table reads the time column's season (data/season.py); else None."""
+    season = run.preprocessor.season
+    if season is None:
+        return None
+    column = season["column"]
+    if not isinstance(features, pd.DataFrame) or column not in features.columns:
+        raise BadInput(
+            f"This run's model reads the season of the time column {column!r} (period {season['period']} steps), "
+            f"and {source} lacks that column. Pass a table with a {column!r} column, in the training data's format."
+        )
+    time = time_values(features[column], column, source)
+    if np.issubdtype(time.dtype, np.floating) and not np.isfinite(time).all():
+        raise BadInput(
+            f"The time column {column!r} of {source} has missing values; this run's model reads each row's phase "
+            f"in a season of {season['period']} steps from it. Fill them."
+        )
+    return time
 
 
 def _as_numbers(col: pd.Series, name: str, source: str) -> pd.Series:

@@ -78,6 +78,9 @@ class DataConfig(Section):
     val_size: float = Field(0.2, gt=0.0, lt=1.0)  # validation share of the non-test rows (holdout)
     test_size: float = Field(0.2, ge=0.0, lt=1.0)  # carved out only when no test split is given
     gap: int = Field(0, ge=0)  # time splits: rows dropped between train and the later split (T51)
+    # with a time column, tables: sin and cos of each row's phase in the target's season join the features; auto:
+    # a period (in the time column's steps) the training target repeats, if any (data/season.py); "none"; or P
+    season: Literal["auto", "none"] | int = "auto"
     impute: Literal["median", "mean", "most_frequent", "interpolate", "none"] = "median"  # T01; none refuses NaN
     scale: Literal["standard", "minmax", "none"] = "standard"  # T04, fitted on the training split only
     scale_target: bool | Literal["auto"] = "auto"  # T05: auto scales regression targets
@@ -103,6 +106,13 @@ class DataConfig(Section):
         if cv == 1:  # one "fold" is no cross-validation: refuse rather than record a CV that is not one
             raise ValueError("0 (one hold-out validation split) or a number of folds >= 2")
         return cv
+
+    @field_validator("season")
+    @classmethod
+    def _period(cls, season: str | int) -> str | int:
+        if isinstance(season, int) and season < 2:  # a period of one step repeats nothing
+            raise ValueError("auto, none, or a period of at least 2 steps of the time column")
+        return season
 
     @field_validator("ensemble")
     @classmethod
@@ -138,6 +148,9 @@ class ModelConfig(Section):
     # cnn, rnn: the order they read a table's columns (a sequence's steps) in; auto: reversed where the columns run
     # newest first (lag_1 .. lag_24, data/series.py), so a recurrent model reads oldest first and ends on the newest
     step_order: Literal["auto", "columns", "reversed"] = "auto"
+    # cnn, rnn: how many of a table's columns are steps of the series; the others (a season's sin and cos,
+    # data/season.py) join the summary the output layer reads. None: every column is a step
+    step_columns: int | None = Field(None, ge=1)
     code_size: int | None = Field(None, ge=1)  # T20: autoencoder bottleneck; None: a quarter of the input
     sparsity: float = Field(0.0, ge=0.0)  # T20: L1 penalty on the autoencoder code
     denoise: float = Field(0.0, ge=0.0)  # T20: std of the noise added to autoencoder inputs while training
@@ -413,6 +426,7 @@ class DataFacts:
     numbers: tuple[str, ...] = ()  # text columns read as numbers (data/columns.py)
     dates: tuple[str, ...] = ()  # date columns expanded into numbers (data/columns.py)
     series: SeriesFacts | None = None  # the columns form an ordered series: table or 1-D signal? (T10)
+    season: int | None = None  # the period (time steps) whose phase a table's last two columns hold (data/season.py)
     text: str | None = None  # the free-text column (data/text.py)
     vocab_size: int = 0  # text: the fitted tokenizer's vocabulary, [PAD] and [UNK] included (embedding rows)
 
@@ -466,6 +480,7 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
                 dates=facts.dates,
                 text=facts.text,
                 max_length=facts.input_shape[0] if facts.kind == "text" else None,
+                season=facts.season,
             ),
             "model": m.model_copy(
                 update={
@@ -479,6 +494,7 @@ def resolve(recipe: Recipe, facts: DataFacts) -> Recipe:
                     "init": m.init if m.init != "auto" else _init_for(m.activation),
                     "code_size": m.code_size or max(2, math.prod(facts.input_shape) // 4),
                     "step_order": m.step_order if m.step_order != "auto" else _step_order_for(facts),
+                    "step_columns": m.step_columns or _step_columns_for(facts),
                 }
             ),
             "train": t.model_copy(
@@ -532,8 +548,10 @@ def resolve_data(
     dates: tuple[str, ...] | list[str] = (),
     text: str | None = None,
     max_length: int | None = None,
+    season: int | Literal["unknown"] | None = "unknown",
 ) -> DataConfig:
-    """The data section's rules; they need only what loading the data tells (task, kind, split, column reading)."""
+    """The data section's rules; they need only what loading the data tells (task, kind, split, column reading).
+    season: the period fold 0's training rows gave (None: no season), "unknown" before any fold is prepared."""
     ops = cfg.augment.ops
     if ops == "auto":  # T06: geometric jitter is label-preserving for images; elsewhere it must be asked for
         ops = ["rotate", "translate", "scale"] if kind == "image" else []
@@ -549,6 +567,7 @@ def resolve_data(
             "dates": list(dates) if cfg.dates == "auto" else cfg.dates,
             "text": cfg.text or text,
             "max_length": cfg.max_length or max_length,
+            "season": season or "none" if cfg.season == "auto" and season != "unknown" else cfg.season,
         }
     )
 
@@ -574,6 +593,11 @@ def _step_order_for(facts: DataFacts) -> str:
     """T19: time as it ran. A recurrent state remembers its last steps best, and the last step should be the
     newest value, the one that predicts the next: columns that run newest first are read reversed."""
     return "reversed" if facts.series is not None and facts.series.newest_first else "columns"
+
+
+def _step_columns_for(facts: DataFacts) -> int | None:
+    """A table read as a series: its columns but the season's two (data/season.py), which are no step of it."""
+    return facts.input_shape[0] - 2 if facts.kind == "tabular" and facts.season is not None else None
 
 
 def _depth_for(family: str, kind: str) -> int:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from tunesmith.data.preprocess import Preprocessor, plain_label
+from tunesmith.data.season import fit_season
 from tunesmith.data.series import find_series
 from tunesmith.data.sources import BUILTIN_SETS, Features, RawData, load_source
 from tunesmith.data.splits import Fold, choose_split, dev_folds, test_split
@@ -56,6 +58,43 @@ class LoadedData:
     cfg: DataConfig
     notes: dict[str, Any] = field(default_factory=dict)  # counts worth reporting (rows, duplicates)
     backbone: str | None = None  # model.backbone: its tokenizer encodes the text (data/backbone.py)
+    time_test: np.ndarray | None = None  # the test rows' times (a carved time split's: a table's season reads them)
+
+    @cached_property
+    def season(self) -> dict[str, Any] | None:
+        """The time column's season every fold's table gets (data/season.py): found on the training rows of the
+        fold with the most (the last of a time-ordered cross-validation, whose first trains on a fraction of the
+        history: too few cycles to tell a season from noise) and kept for every fold, so that all folds (and
+        the ensemble's members) read the same columns."""
+        cfg = self.cfg
+        if cfg.season == "none" or (cfg.season == "auto" and self.task != "regression"):
+            return None
+        if self.raw.time is None or self.kind != "tabular":
+            if cfg.season == "auto":
+                return None
+            raise BadInput(
+                f"data.season={cfg.season} reads the phase of a time column in a table; {cfg.source} is "
+                f"{'a table without --time' if self.kind == 'tabular' else self.kind + ' data'}. Pass --time COL, "
+                "or set data.season=auto."
+            )
+        rows = max((f.train for f in self.folds), key=len)
+        y = None if self.raw.y is None or np.ndim(self.raw.y) != 1 else np.asarray(self.raw.y)[rows]
+        found = fit_season(self.raw.time[rows], y, period=cfg.season)  # auto: a 1-D target only
+        if found is None:
+            return None
+        season = {"column": cfg.time, **found}
+        self.notes["season"] = season  # metrics.json "data"
+        if cfg.season == "auto":
+            log.warning(
+                "The target repeats every %d steps of the time column %r (that period explains %.0f%% of its training "
+                "variance, trend removed; %.0fx the median period): sin and cos of each row's phase join the features. "
+                "--set data.season=none leaves them out.",
+                season["period"],
+                cfg.time,
+                100 * season["strength"],
+                season["line"],
+            )
+        return season
 
     def prepare(self, fold: int = 0) -> Prepared:
         """Fit preprocessing on the fold's training rows and transform train, val and test."""
@@ -66,13 +105,21 @@ class LoadedData:
             series = find_series(x_tr, named=not str(self.cfg.source).lower().endswith(".npz"))
         y_tr = None if self.raw.y is None else self.raw.y[f.train]
         y_va = None if self.raw.y is None else self.raw.y[f.val]
+        time = self.raw.time
         pre = Preprocessor.fit(
-            x_tr, y_tr, cfg=self.cfg, task=self.task, kind=self.kind, classes=self.classes, backbone=self.backbone
+            x_tr,
+            y_tr,
+            cfg=self.cfg,
+            task=self.task,
+            kind=self.kind,
+            classes=self.classes,
+            backbone=self.backbone,
+            season=self.season,
         )
-        xt_tr = pre.transform_x(x_tr)
+        xt_tr = pre.transform_x(x_tr, time=None if time is None else time[f.train])
         del x_tr  # peak memory: the raw training copy goes before the validation copy is made
-        xt_va = pre.transform_x(_take(self.raw.x, f.val))
-        xt_te = None if self.x_test is None else pre.transform_x(self.x_test)
+        xt_va = pre.transform_x(_take(self.raw.x, f.val), time=None if time is None else time[f.val])
+        xt_te = None if self.x_test is None else pre.transform_x(self.x_test, time=self.time_test)
 
         def target(x: np.ndarray | None, y: np.ndarray | None) -> np.ndarray | None:
             if x is None:
@@ -89,6 +136,7 @@ class LoadedData:
             numbers=tuple(self.cfg.numbers),
             dates=tuple(self.cfg.dates),
             series=series,
+            season=None if pre.season is None else pre.season["period"],
             text=self.cfg.text,
             vocab_size=pre.vocab_size,
         )
@@ -135,7 +183,7 @@ def load_data(cfg: DataConfig, *, seed: int, backbone: str | None = None) -> Loa
     split = choose_split(cfg, task, has_time=raw.time is not None, has_groups=raw.groups is not None)
     if split == "group":
         _check_groups(raw.groups, cfg, carve_test=raw.x_test is None and cfg.test_size > 0)  # type: ignore[arg-type]
-    x_test, y_test = raw.x_test, raw.y_test
+    x_test, y_test, time_test = raw.x_test, raw.y_test, None
     try:
         if x_test is None and cfg.test_size > 0:
             dev, test = test_split(
@@ -149,6 +197,7 @@ def load_data(cfg: DataConfig, *, seed: int, backbone: str | None = None) -> Loa
                 seed=seed,
             )
             x_test, y_test = _take(raw.x, test), None if raw.y is None else raw.y[test]
+            time_test = None if raw.time is None else raw.time[test]
             raw = _subset(raw, dev)  # rebinding frees the full table: peak memory (tests/test_pipeline_memory.py)
         folds = dev_folds(
             split,
@@ -172,7 +221,7 @@ def load_data(cfg: DataConfig, *, seed: int, backbone: str | None = None) -> Loa
     if raw.notes:
         notes["inferred"] = raw.notes
     resolved = resolve_data(cfg, task=task, kind=kind, split=split, **raw.inferred)
-    return LoadedData(raw, task, kind, split, folds, x_test, y_test, classes, resolved, notes, backbone)
+    return LoadedData(raw, task, kind, split, folds, x_test, y_test, classes, resolved, notes, backbone, time_test)
 
 
 def _check_folds(folds: list[Fold], cfg: DataConfig, n_dev: int) -> None:

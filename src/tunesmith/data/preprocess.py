@@ -13,6 +13,9 @@ lines, the same code for training, evaluation and `predict`.
 - T04 features are z-scored (or min-max scaled): per column for tables, per channel for arrays.
 - T05 regression targets are z-scored for training and inverted for predictions and metrics.
 - T08 images are zero-padded to a power-of-two side when the recipe asks for it.
+- A season of the time column (data/season.py): a table whose regression target repeats with a period of
+  the time column's steps gets sin and cos of each row's phase as its last two columns; transforming rows
+  then needs their times (`time=`).
 - Text is tokenized by a tokenizer trained on the training rows (data/text.py), or by a pretrained
   backbone's own (data/backbone.py); it is saved as its own tokenizer.json beside preprocess.json.
 """
@@ -28,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from tunesmith.data.backbone import locate
+from tunesmith.data.season import season_terms
 from tunesmith.data.text import fit_text, pretrained_text, tokenize, tokenizer_from
 from tunesmith.errors import BadInput
 from tunesmith.recipe import DataConfig
@@ -58,13 +62,18 @@ class Preprocessor:
         kind: str,
         classes: list[Any] | None = None,
         backbone: str | None = None,
+        season: dict[str, Any] | None = None,
     ) -> Preprocessor:
         """Learn the statistics from training rows. `classes`: every label of the development rows. `backbone`:
-        `model.backbone`, whose own tokenizer encodes the text (data/backbone.py)."""
+        `model.backbone`, whose own tokenizer encodes the text (data/backbone.py). `season`: the time column's
+        season (data/season.py `fit_season`) whose phase a table gets as two more columns."""
         state: dict[str, Any] = {"version": 1, "kind": kind, "task": task, "impute": cfg.impute}
         if kind == "tabular":
             assert isinstance(x, pd.DataFrame)  # sources guarantee tables are DataFrames
             state.update(_fit_table(x, cfg))
+            if season is not None:
+                state["season"] = season
+                state["shape"][0] += 2
         elif backbone is not None:
             if kind != "text":
                 raise BadInput(
@@ -105,13 +114,27 @@ class Preprocessor:
         """Text: the tokenizer's vocabulary (the embedding's rows); 0 for other kinds."""
         return int(self.state.get("vocab_size", 0))
 
-    def transform_x(self, x: Features | list[str]) -> np.ndarray:
+    @property
+    def season(self) -> dict[str, Any] | None:
+        """The time column's season whose phase the table's last two columns hold (data/season.py), or None."""
+        return self.state.get("season")
+
+    def transform_x(self, x: Features | list[str], *, time: np.ndarray | None = None) -> np.ndarray:
         """Features -> model input: float32 (N, F) tables, (N, C, H, W) images, (N, T, C) sequences; int64
-        token ids (N, max_length) for text (a one-column frame, or any sequence of strings)."""
+        token ids (N, max_length) for text (a one-column frame, or any sequence of strings). `time`: the rows'
+        times, needed (and only read) when the table has a season."""
         if self.state["kind"] == "text":
             return tokenize(tokenizer_from(self.state), _texts(x), self.state["max_length"])
         if self.state["kind"] == "tabular":
-            return _apply_table(self.state, x)  # type: ignore[arg-type]
+            out = _apply_table(self.state, x)  # type: ignore[arg-type]
+            if self.season is not None:
+                if time is None:
+                    raise BadInput(
+                        f"This model reads the season of the time column (period {self.season['period']} steps): "
+                        "the rows need their time column's values too. Include the time column."
+                    )
+                out[:, -2:] = season_terms(self.season, time)
+            return out
         return _apply_array(self.state, np.asarray(x, dtype=np.float32))
 
     def transform_y(self, y: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from tunesmith.errors import BadInput, closest
 from tunesmith.recipe import DataConfig
 from tunesmith.validate import file_encoding, read_text
 
-__all__ = ["BUILTIN_SETS", "TABLE_SUFFIXES", "RawData", "load_source"]
+__all__ = ["BUILTIN_SETS", "TABLE_SUFFIXES", "RawData", "load_source", "time_values"]
 
 BUILTIN_SETS = ("digits", "wine", "breast_cancer", "diabetes", "iris")
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson")
@@ -163,7 +163,7 @@ def _table(path: Path, cfg: DataConfig) -> RawData:
     drop = [target]
     time = groups = None
     if cfg.time is not None:
-        time = _sortable(frame[cfg.time], cfg.time, path)
+        time = time_values(frame[cfg.time], cfg.time, path)
         if not cfg.time_as_feature:
             drop.append(cfg.time)
     if cfg.group is not None:
@@ -266,7 +266,8 @@ def _text_table(
     )
 
 
-def _sortable(col: pd.Series, name: str, path: Path) -> np.ndarray:
+def time_values(col: pd.Series, name: str, path: Path | str) -> np.ndarray:
+    """The time column's sortable values: its numbers, or its dates as int64 nanoseconds."""
     if pd.api.types.is_numeric_dtype(col):
         return col.to_numpy()
     parsed = pd.to_datetime(col, errors="coerce")

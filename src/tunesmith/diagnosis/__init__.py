@@ -231,7 +231,8 @@ def _texts(setup: RunSetup) -> Texts:
 
 
 def _feature_names(state: dict[str, Any]) -> list[str] | None:
-    """Column names of a preprocessed table: numeric columns, then one column per category level."""
+    """Column names of a preprocessed table: numeric columns, one column per category level, then the season's
+    phase (data/season.py)."""
     if state.get("kind") != "tabular":
         return None
     names = list(state["numeric"]["names"])
@@ -239,6 +240,8 @@ def _feature_names(state: dict[str, Any]) -> list[str] | None:
         names += [f"{cat['name']}={level}" for level in cat["levels"]] + (
             [f"{cat['name']}=other"] if cat["other"] else []
         )
+    if state.get("season"):
+        names += [f"{state['season']['column']}_season_{part}" for part in ("sin", "cos")]
     return names
 
 

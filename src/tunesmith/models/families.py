@@ -187,6 +187,8 @@ class CNN(nn.Module):
     adapter: turns one batch into (B, C, *S) maps. size: the spatial size S of those maps. stage_block:
     `(in_channels, out_channels) -> module`. head_layer: a Head class (GapHead, FlattenHead, HierarchicalNeck).
     Pooling halves each spatial dim that is still >= 2 (a dim of size 1 is left alone, none reaches zero).
+    side: a table's last `side` columns are no step of the series (a season's phase, model.step_columns): the
+    adapter never sees them, and the output layer reads them beside the head's features.
     """
 
     def __init__(
@@ -200,9 +202,10 @@ class CNN(nn.Module):
         stage_block: Callable[[int, int], nn.Module],
         head_layer: Callable[[list[int], tuple[int, ...]], Head],  # see blocks.Head
         dropout: float,
+        side: int = 0,
     ) -> None:
         super().__init__()
-        self.adapter = adapter
+        self.adapter, self.side = adapter, side
         pool_layer = {1: nn.MaxPool1d, 2: nn.MaxPool2d}[len(size)]
         self.stages = nn.ModuleList()
         self.pools = nn.ModuleList()  # after each stage; the last one is an Identity
@@ -212,23 +215,24 @@ class CNN(nn.Module):
             self.pools.append(pool_layer(kernel) if max(kernel) > 1 else nn.Identity())
             size = tuple(s // k for s, k in zip(size, kernel, strict=True))
         self.head = head_layer(widths, size)
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.head.out_features, n_outputs))
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.head.out_features + side, n_outputs))
 
     def forward(self, x: Tensor) -> Tensor:
+        x, side = _split_side(x, self.side)
         x = self.adapter(x)  # (B, C, *S)
         features = []
         for stage, pool in zip(self.stages, self.pools, strict=True):
             x = stage(x)  # (B, C_i, *S_i)
             features.append(x)
             x = pool(x)  # (B, C_i, *S_i // 2)
-        return self.classifier(self.head(features))  # (B, n_outputs)
+        return self.classifier(_join(self.head(features), side))  # (B, n_outputs)
 
 
 class RNN(nn.Module):
     """T19: an LSTM/GRU stack; the head reads the last step's output and the mean over time, concatenated.
 
     The last step summarizes the sequence for the forward direction; the mean gives every step, and the
-    backward direction, a direct path to the loss.
+    backward direction, a direct path to the loss. side: as CNN's.
     """
 
     def __init__(
@@ -243,20 +247,32 @@ class RNN(nn.Module):
         bidirectional: bool,
         dropout: float,
         norm_layer: Callable[[int], nn.Module],
+        side: int = 0,
     ) -> None:
         super().__init__()
-        self.adapter = adapter
+        self.adapter, self.side = adapter, side
         rnn_layer = lookup({"lstm": nn.LSTM, "gru": nn.GRU}, cell, param="cell")
         between = dropout if depth > 1 else 0.0  # torch applies it between stacked layers only
         self.rnn = rnn_layer(in_features, width, depth, batch_first=True, bidirectional=bidirectional, dropout=between)
         features = 2 * width * (2 if bidirectional else 1)
         self.norm = norm_layer(features)
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, n_outputs))
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(features + side, n_outputs))
 
     def forward(self, x: Tensor) -> Tensor:
+        x, side = _split_side(x, self.side)
         seq, _ = self.rnn(self.adapter(x))  # (B, T, D * H)
         pooled = torch.cat([seq[:, -1], seq.mean(dim=1)], dim=-1)  # (B, 2 * D * H)
-        return self.classifier(self.norm(pooled))  # (B, n_outputs)
+        return self.classifier(_join(self.norm(pooled), side))  # (B, n_outputs)
+
+
+def _split_side(x: Tensor, side: int) -> tuple[Tensor, Tensor | None]:
+    """(B, F) -> the series' (B, F - side) and the side columns (B, side); any other batch as it is, and None."""
+    return (x, None) if side == 0 else (x[:, :-side], x[:, -side:])
+
+
+def _join(features: Tensor, side: Tensor | None) -> Tensor:
+    """(B, D) features with the side columns after them: what the output layer reads."""
+    return features if side is None else torch.cat([features, side], dim=-1)
 
 
 class AutoEncoder(nn.Module):
@@ -346,8 +362,9 @@ def _build_cnn(
         adapter, channels, size = nn.Identity(), input_shape[0], input_shape[1:]
     elif kind == "sequence":  # (T, C): 1-d convs over time on (B, C, T)
         adapter, channels, size = nn.Sequential(_steps(cfg), Transpose(1, 2)), input_shape[1], input_shape[:1]
-    else:  # tabular (F,) is read as a sequence (F, 1)
-        adapter, channels, size = nn.Sequential(_steps(cfg), nn.Unflatten(1, (1, input_shape[0]))), 1, input_shape
+    else:  # tabular (F,) is read as a sequence (F, 1), its season's columns aside (model.step_columns)
+        steps = _step_columns(cfg, input_shape)
+        adapter, channels, size = nn.Sequential(_steps(cfg), nn.Unflatten(1, (1, steps))), 1, (steps,)
     dims = len(size)
     act_layer = get_act_layer(cfg.activation)
     conv_block = partial(
@@ -367,12 +384,21 @@ def _build_cnn(
         stage_block=_stage_block(cfg, conv_block=conv_block, act_layer=act_layer),
         head_layer=head_layer,
         dropout=cfg.dropout,
+        side=input_shape[0] - size[0] if kind == "tabular" else 0,
     )
 
 
 def _steps(cfg: ModelConfig) -> nn.Module:
     """T19: the steps in time's order: reversed when the columns run newest first (model.step_order)."""
     return Reverse() if cfg.step_order == "reversed" else nn.Identity()
+
+
+def _step_columns(cfg: ModelConfig, input_shape: tuple[int, ...]) -> int:
+    """The table's columns a sequence reading takes as steps: model.step_columns, or all of them."""
+    steps = cfg.step_columns or input_shape[0]
+    if steps > input_shape[0]:
+        raise BadInput(must_be("step_columns", "model", f"at most the table's {input_shape[0]} columns", steps))
+    return steps
 
 
 def _stage_block(
@@ -417,8 +443,9 @@ def _build_rnn(
         in_features = input_shape[0] * input_shape[2]
     elif kind == "sequence":
         adapter, in_features = _steps(cfg), input_shape[1]
-    else:  # tabular (F,) is read as a sequence (F, 1)
-        adapter, in_features = nn.Sequential(_steps(cfg), nn.Unflatten(1, (input_shape[0], 1))), 1
+    else:  # tabular (F,) is read as a sequence (F, 1), its season's columns aside (model.step_columns)
+        steps = _step_columns(cfg, input_shape)
+        adapter, in_features = nn.Sequential(_steps(cfg), nn.Unflatten(1, (steps, 1))), 1
     return RNN(
         adapter=adapter,
         in_features=in_features,
@@ -429,6 +456,7 @@ def _build_rnn(
         bidirectional=cfg.bidirectional,
         dropout=cfg.dropout,
         norm_layer=get_norm_layer(cfg.norm, dims=0),
+        side=input_shape[0] - _step_columns(cfg, input_shape) if kind == "tabular" else 0,
     )
 
 

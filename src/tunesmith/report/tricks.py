@@ -56,6 +56,7 @@ RECIPE_TRICKS = {
     "data.ensemble": "T53",  # the final model of a tune: its refit members averaged
     "data.split": "T51",
     "data.gap": "T51",
+    "data.season": "T51",  # the time column's phase: what a time-aware design reads of it, training rows only
     "data.task": "T12",
     "data.kind": "T10",
     "data.impute": "T01",
@@ -100,6 +101,7 @@ RECIPE_TRICKS = {
     "model.backbone_dropout": "T15",
     "model.pooling": "T21",  # what the head reads of the backbone's layers
     "model.step_order": "T19",  # a recurrent model reads a lag series oldest first
+    "model.step_columns": "T19",  # which columns a sequence reading takes as steps (the season's phase aside)
     "train.batch_size": "T07",
     "train.effective_batch_size": "T33",
     "train.lr": "T31",
