@@ -178,3 +178,21 @@ def test_api_functions_survive_importing_their_modules() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_a_warning_is_shown_once_per_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """A tune reads its data once per split design: what it infers is said once, and again by the next command."""
+    import logging
+
+    from tunesmith.cli import _log_to_stderr
+
+    log = logging.getLogger("tunesmith")
+    for _ in range(2):
+        _log_to_stderr(logging.WARNING)
+        log.warning("Column %r holds dates.", "when")
+        log.warning("Column %r holds dates.", "when")
+        log.warning("Column %r holds dates.", "then")
+    assert capsys.readouterr().err.splitlines() == 2 * [
+        "warning: Column 'when' holds dates.",
+        "warning: Column 'then' holds dates.",
+    ]

@@ -46,18 +46,29 @@ def _err(message: str) -> None:
 
 
 class _Echo(logging.Handler):
-    """Log records to the current stderr ("warning: ..." for warnings), as typer.echo writes them."""
+    """Log records to the current stderr ("warning: ..." for warnings), as typer.echo writes them; a warning
+    already shown by this command is not repeated (a tune reads its data once per split design)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown: set[str] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
-        prefix = "warning: " if record.levelno >= logging.WARNING else ""
-        typer.echo(prefix + record.getMessage(), err=True)
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            if message in self.shown:
+                return
+            self.shown.add(message)
+        typer.echo(("warning: " if record.levelno >= logging.WARNING else "") + message, err=True)
 
 
 def _log_to_stderr(level: int) -> None:
-    """Every command shows tunesmith's warnings (what it inferred from the data, what it ignored)."""
+    """Every command shows tunesmith's warnings (what it inferred from the data, what it ignored), each once."""
     logger = logging.getLogger("tunesmith")
-    if not any(isinstance(h, _Echo) for h in logger.handlers):
-        logger.addHandler(_Echo())
+    echo = next((h for h in logger.handlers if isinstance(h, _Echo)), None)
+    if echo is None:
+        logger.addHandler(echo := _Echo())
+    echo.shown.clear()
     logger.setLevel(level)
 
 

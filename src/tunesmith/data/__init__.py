@@ -86,13 +86,10 @@ class LoadedData:
         self.notes["season"] = season  # metrics.json "data"
         if cfg.season == "auto":
             log.warning(
-                "The target repeats every %d steps of the time column %r (that period explains %.0f%% of its training "
-                "variance, trend removed; %.0fx the median period): sin and cos of each row's phase join the features. "
-                "--set data.season=none leaves them out.",
+                "The target repeats every %d steps of the time column %r: sin and cos of each row's phase join the "
+                "features (the evidence: metrics.json, data.season). --set data.season=none leaves them out.",
                 season["period"],
                 cfg.time,
-                100 * season["strength"],
-                season["line"],
             )
         return season
 
