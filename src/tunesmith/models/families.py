@@ -358,6 +358,7 @@ def _build_cnn(
             dropout=cfg.dropout,
         )
     adapter: nn.Module
+    side = 0  # a table's columns that are no step of its series (model.step_columns)
     if kind == "image":  # (C, H, W): 2-d convs
         adapter, channels, size = nn.Identity(), input_shape[0], input_shape[1:]
     elif kind == "sequence":  # (T, C): 1-d convs over time on (B, C, T)
@@ -365,6 +366,7 @@ def _build_cnn(
     else:  # tabular (F,) is read as a sequence (F, 1), its season's columns aside (model.step_columns)
         steps = _step_columns(cfg, input_shape)
         adapter, channels, size = nn.Sequential(_steps(cfg), nn.Unflatten(1, (1, steps))), 1, (steps,)
+        side = input_shape[0] - steps
     dims = len(size)
     act_layer = get_act_layer(cfg.activation)
     conv_block = partial(
@@ -384,7 +386,7 @@ def _build_cnn(
         stage_block=_stage_block(cfg, conv_block=conv_block, act_layer=act_layer),
         head_layer=head_layer,
         dropout=cfg.dropout,
-        side=input_shape[0] - size[0] if kind == "tabular" else 0,
+        side=side,
     )
 
 
@@ -438,6 +440,7 @@ def _build_rnn(
             n_outputs=n_outputs,
             dropout=cfg.dropout,
         )
+    side = 0  # a table's columns that are no step of its series (model.step_columns)
     if kind == "image":  # (C, H, W) read row by row: (H, C * W)
         adapter: nn.Module = nn.Sequential(Transpose(1, 2), nn.Flatten(2))
         in_features = input_shape[0] * input_shape[2]
@@ -445,7 +448,7 @@ def _build_rnn(
         adapter, in_features = _steps(cfg), input_shape[1]
     else:  # tabular (F,) is read as a sequence (F, 1), its season's columns aside (model.step_columns)
         steps = _step_columns(cfg, input_shape)
-        adapter, in_features = nn.Sequential(_steps(cfg), nn.Unflatten(1, (steps, 1))), 1
+        adapter, in_features, side = nn.Sequential(_steps(cfg), nn.Unflatten(1, (steps, 1))), 1, input_shape[0] - steps
     return RNN(
         adapter=adapter,
         in_features=in_features,
@@ -456,7 +459,7 @@ def _build_rnn(
         bidirectional=cfg.bidirectional,
         dropout=cfg.dropout,
         norm_layer=get_norm_layer(cfg.norm, dims=0),
-        side=input_shape[0] - _step_columns(cfg, input_shape) if kind == "tabular" else 0,
+        side=side,
     )
 
 
