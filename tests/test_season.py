@@ -60,6 +60,11 @@ def test_the_cycle_is_found_and_noise_is_not() -> None:
     assert fit_season(np.arange(8), np.arange(8.0), period="auto") is None
     assert fit_season(np.arange(100), np.ones(100), period="auto") is None
     assert fit_season(np.arange(300), _process(300, 0), period="none") is None
+    gappy = np.arange(300.0)
+    gappy[5] = np.nan  # a row without a time has no phase: no season found, and a given period is refused
+    assert fit_season(gappy, _process(300, 0), period="auto") is None
+    with pytest.raises(BadInput, match="missing values"):
+        fit_season(gappy, _process(300, 0), period=12)
 
 
 def test_dates_are_counted_in_their_own_step_and_the_phase_is_exact() -> None:

@@ -53,8 +53,15 @@ def fit_season(time: np.ndarray, y: np.ndarray | None, *, period: int | str) -> 
     """
     if period == "none" or (period == "auto" and y is None):
         return None
+    time = np.asarray(time)
+    if np.issubdtype(time.dtype, np.floating) and not np.isfinite(time).all():
+        if period == "auto":
+            return None  # rows without a time have no phase
+        raise BadInput(
+            f"data.season={period} reads each row's time, and the time column has missing values. Fill them."
+        )
     order = np.argsort(time, kind="stable")
-    time = np.asarray(time)[order]
+    time = time[order]
     gaps = np.diff(time)
     gaps = gaps[gaps > 0]
     if len(gaps) == 0:
