@@ -294,13 +294,7 @@ def _season_time(features: pd.DataFrame | np.ndarray, run: LoadedRun, *, source:
             f"This run's model reads the season of the time column {column!r} (period {season['period']} steps), "
             f"and {source} lacks that column. Pass a table with a {column!r} column, in the training data's format."
         )
-    time = time_values(features[column], column, source)
-    if np.issubdtype(time.dtype, np.floating) and not np.isfinite(time).all():
-        raise BadInput(
-            f"The time column {column!r} of {source} has missing values; this run's model reads each row's phase "
-            f"in a season of {season['period']} steps from it. Fill them."
-        )
-    return time
+    return time_values(features[column], column, source)  # missing times: season_terms refuses them
 
 
 def _as_numbers(col: pd.Series, name: str, source: str) -> pd.Series:

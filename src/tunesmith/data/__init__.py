@@ -100,9 +100,7 @@ class LoadedData:
         series = None
         if self.kind == "tabular" and isinstance(x_tr, pd.DataFrame) and not self.cfg.categorical:  # T10
             series = find_series(x_tr, named=not str(self.cfg.source).lower().endswith(".npz"))
-        y_tr = None if self.raw.y is None else self.raw.y[f.train]
-        y_va = None if self.raw.y is None else self.raw.y[f.val]
-        time = self.raw.time
+        y_tr, y_va = _pick(self.raw.y, f.train), _pick(self.raw.y, f.val)
         pre = Preprocessor.fit(
             x_tr,
             y_tr,
@@ -113,9 +111,9 @@ class LoadedData:
             backbone=self.backbone,
             season=self.season,
         )
-        xt_tr = pre.transform_x(x_tr, time=None if time is None else time[f.train])
+        xt_tr = pre.transform_x(x_tr, time=_pick(self.raw.time, f.train))
         del x_tr  # peak memory: the raw training copy goes before the validation copy is made
-        xt_va = pre.transform_x(_take(self.raw.x, f.val), time=None if time is None else time[f.val])
+        xt_va = pre.transform_x(_take(self.raw.x, f.val), time=_pick(self.raw.time, f.val))
         xt_te = None if self.x_test is None else pre.transform_x(self.x_test, time=self.time_test)
 
         def target(x: np.ndarray | None, y: np.ndarray | None) -> np.ndarray | None:
@@ -147,6 +145,11 @@ class LoadedData:
             pre,
             facts,
         )
+
+
+def _pick(a: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    """The rows of an optional per-row array (target, time, groups)."""
+    return None if a is None else a[rows]
 
 
 def _take(x: Features, rows: np.ndarray) -> Features:
@@ -193,8 +196,7 @@ def load_data(cfg: DataConfig, *, seed: int, backbone: str | None = None) -> Loa
                 gap=cfg.gap,
                 seed=seed,
             )
-            x_test, y_test = _take(raw.x, test), None if raw.y is None else raw.y[test]
-            time_test = None if raw.time is None else raw.time[test]
+            x_test, y_test, time_test = _take(raw.x, test), _pick(raw.y, test), _pick(raw.time, test)
             raw = _subset(raw, dev)  # rebinding frees the full table: peak memory (tests/test_pipeline_memory.py)
         folds = dev_folds(
             split,
@@ -291,16 +293,13 @@ def _duplicated(x: pd.DataFrame, y: np.ndarray | None) -> np.ndarray:
 
 
 def _subset(raw: RawData, rows: np.ndarray) -> RawData:
-    def pick(a: np.ndarray | None) -> np.ndarray | None:
-        return None if a is None else a[rows]
-
     return RawData(
         raw.name,
         _take(raw.x, rows),
-        pick(raw.y),
+        _pick(raw.y, rows),
         raw.kind,
-        time=pick(raw.time),
-        groups=pick(raw.groups),
+        time=_pick(raw.time, rows),
+        groups=_pick(raw.groups, rows),
         x_test=raw.x_test,
         y_test=raw.y_test,
         inferred=raw.inferred,

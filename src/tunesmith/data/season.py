@@ -98,8 +98,14 @@ def fit_season(time: np.ndarray, y: np.ndarray | None, *, period: int | str) -> 
 
 
 def season_terms(season: dict[str, Any], time: np.ndarray) -> np.ndarray:
-    """(N, 2) float32: sin and cos of each row's phase in the fitted season."""
-    u = (np.asarray(time) - season["origin"]).astype(np.float64) / season["step"]
+    """(N, 2) float32: sin and cos of each row's phase in the fitted season; a row without a time is refused."""
+    time = np.asarray(time)
+    if np.issubdtype(time.dtype, np.floating) and not np.isfinite(time).all():
+        raise BadInput(
+            f"The time column {season['column']!r} has missing values; this model reads each row's phase in a "
+            f"season of {season['period']} steps from it. Fill them."
+        )
+    u = (time - season["origin"]).astype(np.float64) / season["step"]
     angle = 2 * np.pi * u / season["period"]
     return np.column_stack([np.sin(angle), np.cos(angle)]).astype(np.float32)
 
